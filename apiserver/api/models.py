@@ -1,0 +1,55 @@
+"""/api/models."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from apiserver.keys import MODELS
+from apiserver.schemas import ModelIn, model_changes, path_id, read_json
+
+
+def _model_id(request: web.Request) -> str:
+    return path_id(request, "model_id", code="model_not_found", what="Model")
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """List models, optionally by capability or linked provider."""
+    q = request.query
+    items = await request.app[MODELS].find(
+        capability=q.get("capability") or None, provider=q.get("provider") or None
+    )
+    return web.json_response({"models": items, "total": len(items)})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """Return one model with its providers."""
+    return web.json_response({"model": await request.app[MODELS].get(_model_id(request))})
+
+
+async def create_model(request: web.Request) -> web.Response:
+    """Create a model."""
+    body = ModelIn.parse(await read_json(request))
+    return web.json_response({"model": await request.app[MODELS].create(body)}, status=201)
+
+
+async def update_model(request: web.Request) -> web.Response:
+    """Change a model's name, description or capabilities."""
+    model_id = _model_id(request)
+    changes = model_changes(await read_json(request))
+    return web.json_response({"model": await request.app[MODELS].update(model_id, changes)})
+
+
+async def delete_model(request: web.Request) -> web.Response:
+    """Delete a model and its links."""
+    await request.app[MODELS].delete(_model_id(request))
+    return web.json_response({"success": True, "message": "Model deleted"})
+
+
+def setup(app: web.Application) -> None:
+    """Register the routes."""
+    r = app.router
+    r.add_get("/api/models", list_models)
+    r.add_post("/api/models", create_model)
+    r.add_get("/api/models/{model_id}", get_model)
+    r.add_put("/api/models/{model_id}", update_model)
+    r.add_delete("/api/models/{model_id}", delete_model)

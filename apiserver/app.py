@@ -1,0 +1,76 @@
+"""``create_app``: the aiohttp application with its services, middlewares and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from apiserver import keys, middleware
+from apiserver.api import credentials, health, models, providers
+from apiserver.api import settings as settings_api
+from apiserver.config import Settings
+from apiserver.events import EventPublisher
+from apiserver.logsetup import get_logger
+from apiserver.schemas import MAX_BODY
+from apiserver.security import AccessPolicy
+from apiserver.services.catalog import ModelService, ProviderService
+from apiserver.services.credentials import CredentialService
+from apiserver.services.provider_checks import ProviderChecks
+from apiserver.services.settings import SettingsService
+from apiserver.store import Store
+
+log = get_logger("apiserver.app")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application; services start and stop with it (``cleanup_ctx``)."""
+    policy = AccessPolicy.from_settings(settings)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[
+            middleware.request_context(),
+            middleware.access_control(policy),
+            middleware.events_after_response,
+        ],
+    )
+    app.on_response_prepare.append(middleware.decorate_response)
+    app[keys.SETTINGS] = settings
+    store = Store(settings.database_path, seed_options={"qwen_api_key": settings.qwen_api_key})
+    events = EventPublisher()
+    app[keys.STORE] = store
+    app[keys.EVENTS] = events
+    app[keys.PROVIDERS] = ProviderService(store, events)
+    app[keys.MODELS] = ModelService(store, events)
+    app[keys.CREDENTIALS] = CredentialService(store, events)
+    app[keys.SETTINGS_SERVICE] = SettingsService(store, events)
+    app[keys.PROVIDER_CHECKS] = ProviderChecks(
+        app[keys.PROVIDERS],
+        qwen_proxy_port=settings.qwen_proxy_port,
+        router_port=settings.provider_router_port,
+    )
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_events_ctx)
+    app.cleanup_ctx.append(_http_ctx)
+    for module in (health, credentials, providers, models, settings_api):
+        module.setup(app)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[keys.STORE]
+    await store.open()
+    log.info("store_opened", path=str(store.path), migrated_from=store.migrated_from)
+    yield
+    await store.close()
+
+
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[keys.EVENTS].start()
+    yield
+    await app[keys.EVENTS].stop()
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[keys.PROVIDER_CHECKS].close()

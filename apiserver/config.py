@@ -1,0 +1,173 @@
+"""Daemon settings, read once from the environment and validated as a whole."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ORPHAN_POLICIES = ("adopt", "stop")
+
+# (name, default shown in --help, description); the one list behind both parsing and --help.
+ENV_VARS: tuple[tuple[str, str, str], ...] = (
+    ("API_PORT", "3002", "TCP port of the REST API, Socket.IO and dashboard"),
+    ("API_HOST", "127.0.0.1", "address to bind; a non-loopback address requires API_TOKEN"),
+    ("DATABASE_PATH", "$XDG_DATA_HOME/qwen-proxy/qwen-proxy.db", "SQLite database file"),
+    ("LOG_LEVEL", "info", "debug | info | warning | error"),
+    ("LOG_FORMAT", "auto", "auto (console on a terminal, JSON otherwise) | json | console"),
+    (
+        "CORS_ORIGIN",
+        "loopback + browser extensions",
+        "comma-separated allowed origins, or * for any",
+    ),
+    ("API_TOKEN", "(unset)", "when set, /api routes and Socket.IO require 'Bearer <token>'"),
+    ("ALLOWED_HOSTS", "(unset)", "extra Host names accepted besides localhost/127.0.0.1/[::1]"),
+    ("QWEN_PROXY_PORT", "3000", "port of the supervised qwen-proxy"),
+    ("PROVIDER_ROUTER_PORT", "3001", "port of the supervised provider-router"),
+    ("QWEN_PROXY_COMMAND", "python -m qwen_proxy", "command line of qwen-proxy"),
+    ("PROVIDER_ROUTER_COMMAND", "python -m provider_router", "command line of provider-router"),
+    ("ORPHAN_POLICY", "adopt", "children left by a crashed daemon: adopt | stop"),
+    ("QWEN_API_KEY", "(unset)", "DashScope key: enables the seeded qwen-direct provider"),
+)
+
+# Daemon variables passed on to the children when set (they configure the children, not us).
+CHILD_PASSTHROUGH = ("QWEN_BASE_URL", "QWEN_API_KEY", "LMSTUDIO_BASE_URL")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found in the environment at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def default_database_path(environ: Mapping[str, str]) -> Path:
+    """Return the XDG data location of the database."""
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")) / ".local/share")
+    return Path(base).expanduser() / "qwen-proxy" / "qwen-proxy.db"
+
+
+def is_loopback(host: str) -> bool:
+    """Return True when binding ``host`` only exposes the daemon to this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated daemon configuration."""
+
+    api_port: int = 3002
+    api_host: str = "127.0.0.1"
+    database_path: Path = field(default_factory=lambda: default_database_path(os.environ))
+    log_level: str = "info"
+    log_format: str = "auto"
+    cors_origins: tuple[str, ...] | None = None  # None = default policy; ("*",) = any
+    api_token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    qwen_proxy_port: int = 3000
+    provider_router_port: int = 3001
+    qwen_proxy_command: tuple[str, ...] = (sys.executable, "-m", "qwen_proxy")
+    provider_router_command: tuple[str, ...] = (sys.executable, "-m", "provider_router")
+    orphan_policy: str = "adopt"
+    qwen_api_key: str | None = None
+    child_env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``environ``; raise ConfigError listing every bad variable."""
+        problems: list[str] = []
+
+        def port(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+                problems.append(f"{name} must be a port number 0..65535, got {raw!r}")
+                return default
+            return int(raw)
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            raw = environ.get(name, "").strip().lower() or default
+            if raw == "warn":
+                raw = "warning"
+            if raw not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+                return default
+            return raw
+
+        def command(name: str, module: str) -> tuple[str, ...]:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return (sys.executable, "-m", module)
+            try:
+                argv = tuple(shlex.split(raw))
+            except ValueError as exc:
+                problems.append(f"{name} is not a valid command line: {exc}")
+                return (sys.executable, "-m", module)
+            return argv or (sys.executable, "-m", module)
+
+        host = environ.get("API_HOST", "").strip() or "127.0.0.1"
+        token = environ.get("API_TOKEN", "").strip() or None
+        if not is_loopback(host) and token is None:
+            problems.append(
+                f"API_HOST={host} is not a loopback address: set API_TOKEN to protect the API"
+            )
+        if token is not None and len(token) < 8:
+            problems.append("API_TOKEN must be at least 8 characters long")
+
+        raw_cors = environ.get("CORS_ORIGIN", "").strip()
+        cors: tuple[str, ...] | None = None
+        if raw_cors:
+            cors = tuple(o.strip().rstrip("/") for o in raw_cors.split(",") if o.strip())
+
+        raw_db = environ.get("DATABASE_PATH", "").strip()
+        db = Path(raw_db).expanduser() if raw_db else default_database_path(environ)
+        if db.exists() and db.is_dir():
+            problems.append(f"DATABASE_PATH={db} is a directory, expected a file path")
+
+        settings = cls(
+            api_port=port("API_PORT", 3002),
+            api_host=host,
+            database_path=db,
+            log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
+            log_format=choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
+            cors_origins=cors,
+            api_token=token,
+            allowed_hosts=tuple(
+                h.strip().lower() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
+            ),
+            qwen_proxy_port=port("QWEN_PROXY_PORT", 3000),
+            provider_router_port=port("PROVIDER_ROUTER_PORT", 3001),
+            qwen_proxy_command=command("QWEN_PROXY_COMMAND", "qwen_proxy"),
+            provider_router_command=command("PROVIDER_ROUTER_COMMAND", "provider_router"),
+            orphan_policy=choice("ORPHAN_POLICY", "adopt", ORPHAN_POLICIES),
+            qwen_api_key=environ.get("QWEN_API_KEY", "").strip() or None,
+            child_env=tuple((k, environ[k]) for k in CHILD_PASSTHROUGH if environ.get(k)),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    def secrets(self) -> tuple[str, ...]:
+        """Return the secret values held by the settings (for log redaction)."""
+        return tuple(s for s in (self.api_token, self.qwen_api_key) if s)
+
+
+def help_text() -> str:
+    """Describe every environment variable (used by ``apiserver --help``)."""
+    width = max(len(name) for name, _, _ in ENV_VARS)
+    lines = ["environment variables:"]
+    for name, default, description in ENV_VARS:
+        lines.append(f"  {name:<{width}}  {description} (default: {default})")
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""The ordered event publisher: one sequence, one queue, one task that hands events to sinks.
+
+Services call ``publish`` right after their write committed, so sequence numbers follow commit
+order. An event published while an HTTP request is being handled is held until that request's
+response has been written (the seed: "the event goes out after the HTTP response"); events are
+released strictly in sequence order, so a slow response delays later events instead of
+reordering them. Sinks (the Socket.IO hub) are awaited one event at a time; a failing sink is
+logged and never affects the publisher or the REST API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apiserver.logsetup import get_logger
+
+log = get_logger("apiserver.events")
+
+# The response gate of the request being handled, if any (set by the request middleware).
+RESPONSE_GATE: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+    "response_gate", default=None
+)
+
+
+def iso_now() -> str:
+    """Return the current time as an ISO-8601 string (events' ``timestamp``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event; ``payload`` already carries ``seq`` and ``instance``."""
+
+    name: str
+    payload: dict[str, Any]
+    seq: int
+    # Only clients subscribed to a topic get it (``proxy:log``); None = every client.
+    subscribers_only: bool = False
+
+
+Sink = Callable[[Event], Awaitable[None]]
+
+
+class EventPublisher:
+    """Own the event sequence and deliver events, in order, to the registered sinks."""
+
+    def __init__(self, *, history: int = 1000, instance: str | None = None) -> None:
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self.seq = 0
+        self.recent: deque[Event] = deque(maxlen=history)
+        self.counts: dict[str, int] = {}
+        self._pending: deque[tuple[Event, asyncio.Future[None] | None]] = deque()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sinks: list[Sink] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add_sink(self, sink: Sink) -> None:
+        """Register a coroutine that receives every event."""
+        self._sinks.append(sink)
+
+    def publish(
+        self, name: str, payload: dict[str, Any], *, subscribers_only: bool = False
+    ) -> Event:
+        """Number the event and queue it (synchronous: call it right after the commit)."""
+        if subscribers_only:
+            # Topic events for subscribers only (live logs) do not consume a sequence number:
+            # clients that never subscribed must see no gaps.
+            event = Event(name, {**payload, "seq": self.seq, "instance": self.instance},
+                          self.seq, subscribers_only=True)  # fmt: skip
+        else:
+            self.seq += 1
+            event = Event(name, {**payload, "seq": self.seq, "instance": self.instance}, self.seq)
+            self.recent.append(event)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self._pending.append((event, RESPONSE_GATE.get()))
+        self._idle.clear()
+        self._wakeup.set()
+        return event
+
+    def since(self, seq: int) -> list[Event] | None:
+        """Return the broadcast events after ``seq``, or None when some are no longer kept."""
+        if seq >= self.seq:
+            return []
+        if not self.recent or self.recent[0].seq > seq + 1:
+            return None
+        return [e for e in self.recent if e.seq > seq]
+
+    async def start(self) -> None:
+        """Start the delivery task."""
+        self._task = asyncio.create_task(self._deliver_forever(), name="event-publisher")
+
+    async def stop(self) -> None:
+        """Deliver what is queued (briefly), then stop the delivery task."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                await self._idle.wait()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            event, gate = self._pending[0]
+            if gate is not None and not gate.done():
+                # Bounded: a response that never finishes writing must not block the stream.
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(gate), timeout=5)
+            self._pending.popleft()
+            for sink in self._sinks:
+                try:
+                    await sink(event)
+                except Exception:
+                    log.exception("event_delivery_failed", event_name=event.name, seq=event.seq)
+
+
+@contextlib.contextmanager
+def response_gate(loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.Future[None]]:
+    """Hold events published inside the block until the returned future is resolved."""
+    gate: asyncio.Future[None] = loop.create_future()
+    token = RESPONSE_GATE.set(gate)
+    try:
+        yield gate
+    finally:
+        RESPONSE_GATE.reset(token)
+        if not gate.done():
+            gate.set_result(None)

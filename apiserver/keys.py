@@ -1,0 +1,22 @@
+"""Typed application keys: how handlers reach the services (no module globals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from apiserver.config import Settings
+from apiserver.events import EventPublisher
+from apiserver.services.catalog import ModelService, ProviderService
+from apiserver.services.credentials import CredentialService
+from apiserver.services.provider_checks import ProviderChecks
+from apiserver.services.settings import SettingsService
+from apiserver.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+EVENTS = web.AppKey("events", EventPublisher)
+PROVIDERS = web.AppKey("providers", ProviderService)
+MODELS = web.AppKey("models", ModelService)
+CREDENTIALS = web.AppKey("credentials", CredentialService)
+SETTINGS_SERVICE = web.AppKey("settings_service", SettingsService)
+PROVIDER_CHECKS = web.AppKey("provider_checks", ProviderChecks)

@@ -1,0 +1,156 @@
+"""Request middlewares: errors as JSON, request ids and logging, Host/Origin/token checks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from apiserver import errors
+from apiserver.events import response_gate
+from apiserver.logsetup import get_logger
+from apiserver.security import AccessPolicy, bearer
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = get_logger("apiserver.http")
+
+PUBLIC_API_PATHS = frozenset({"/api/health"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID"
+CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+
+
+def json_error(exc: errors.APIError, request_id: str | None) -> web.Response:
+    """Render an APIError in the one error shape."""
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return web.json_response(exc.body(), status=exc.status, headers=headers)
+
+
+def _from_http_exception(exc: web.HTTPException) -> errors.APIError:
+    status = exc.status
+    if status == 404:
+        return errors.NotFound("Route not found", code="route_not_found")
+    if status == 405:
+        return errors.MethodNotAllowed("Method not allowed for this route")
+    if status == 413:
+        return errors.PayloadTooLarge("Request body is larger than 1 MiB")
+    if status == 415:
+        return errors.UnsupportedMediaType("Request body must be application/json")
+    if 400 <= status < 500:
+        return errors.InvalidRequest(exc.reason or "Bad request", code="bad_request")
+    return errors.APIError(errors.INTERNAL_MESSAGE)
+
+
+def request_context() -> Middleware:
+    """Bind a request id to every log line, render every error as JSON, log the outcome."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, method=request.method, path=request.path
+        )
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except errors.APIError as exc:
+            response = json_error(exc, request_id)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects and the like pass through untouched
+                raise
+            response = json_error(_from_http_exception(exc), request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request_failed")
+            response = web.json_response(errors.internal_error(request_id), status=500)
+        status = response.status
+        level = "warning" if status >= 500 else "info" if status >= 400 else "debug"
+        log.log(
+            _LEVELS[level],
+            "request_finished",
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+    return middleware
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30}
+REQUEST_ID = "request_id"
+CORS_HEADERS = "cors_headers"
+
+
+async def decorate_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Add the request id and CORS headers to every response (``on_response_prepare``)."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    cors = request.get(CORS_HEADERS)
+    if cors:
+        response.headers.update(cors)
+
+
+def access_control(policy: AccessPolicy) -> Middleware:
+    """Refuse foreign Hosts and Origins, answer CORS preflights, require the API token."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not policy.host_allowed(request.headers.get("Host")):
+            raise errors.Forbidden("Host header not allowed", code="host_not_allowed")
+        path = request.path
+        if path.startswith("/socket.io"):
+            return await handler(request)  # Engine.IO applies the same policy itself
+        origin = request.headers.get("Origin")
+        if origin and not _same_origin(request, origin):
+            if not policy.origin_allowed(origin):
+                raise errors.Forbidden("Origin not allowed", code="origin_not_allowed")
+            cors_headers = request[CORS_HEADERS] = {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Expose-Headers": "X-Request-ID",
+                "Vary": "Origin",
+            }
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                cors_headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+                cors_headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+                cors_headers["Access-Control-Max-Age"] = "600"
+                return web.Response(status=204)
+        if (
+            path.startswith("/api/")
+            and path not in PUBLIC_API_PATHS
+            and not policy.token_valid(bearer(request.headers.get("Authorization")))
+        ):
+            raise errors.Unauthorized(
+                "Missing or invalid API token: send 'Authorization: Bearer <API_TOKEN>'"
+            )
+        return await handler(request)
+
+    return middleware
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    host = request.headers.get("Host", "")
+    return bool(host) and origin.rstrip("/").split("://", 1)[-1] == host
+
+
+@web.middleware
+async def events_after_response(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Send a write's response before the events it published are released."""
+    if request.method not in WRITE_METHODS or not request.path.startswith("/api/"):
+        return await handler(request)
+    with response_gate(asyncio.get_running_loop()):
+        response = await handler(request)
+        if not response.prepared:
+            await response.prepare(request)
+            await response.write_eof()
+        return response

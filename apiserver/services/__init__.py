@@ -1,0 +1,1 @@
+"""Services: what handlers call. Each owns no state beyond its dependencies."""

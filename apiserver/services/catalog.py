@@ -1,0 +1,227 @@
+"""Providers, their configuration and model links, and models: writes publish events."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from apiserver.events import EventPublisher, iso_now
+from apiserver.schemas import ConfigValueIn, LinkIn, ModelIn, ProviderIn
+from apiserver.store import Store
+from apiserver.store import models as model_rows
+from apiserver.store import providers as provider_rows
+
+Row = dict[str, Any]
+
+
+def providers_payload(action: str, provider_id: str | None, items: list[Row]) -> Row:
+    """Build a ``providers:updated`` payload (fields of the seed)."""
+    return {
+        "action": action,
+        "providerId": provider_id,
+        "items": items,
+        "total": len(items),
+        "enabled": sum(1 for p in items if p["enabled"]),
+        "timestamp": iso_now(),
+    }
+
+
+def models_payload(action: str, model_id: str | None, items: list[Row]) -> Row:
+    """Build a ``models:updated`` payload (fields of the seed)."""
+    return {
+        "action": action,
+        "modelId": model_id,
+        "items": items,
+        "total": len(items),
+        "timestamp": iso_now(),
+    }
+
+
+class ProviderService:
+    """Read and change providers; every change publishes ``providers:updated``."""
+
+    def __init__(self, store: Store, events: EventPublisher) -> None:
+        self._store = store
+        self._events = events
+
+    async def _write(self, action: str, provider_id: str, fn: Any) -> Any:
+        """Run ``fn(conn)`` and take the provider list in the same transaction, then publish."""
+
+        def work(conn: sqlite3.Connection) -> tuple[Any, list[Row]]:
+            return fn(conn), provider_rows.list_providers(conn)
+
+        result, items = await self._store.write(work)
+        self._events.publish("providers:updated", providers_payload(action, provider_id, items))
+        return result
+
+    async def find(self, *, type_: str | None, enabled: bool | None) -> list[Row]:
+        return await self._store.read(
+            lambda c: provider_rows.list_providers(c, type_=type_, enabled=enabled)
+        )
+
+    async def get(self, provider_id: str) -> Row:
+        def read(conn: sqlite3.Connection) -> Row:
+            provider = provider_rows.get_provider(conn, provider_id)
+            provider["config"] = provider_rows.get_config(conn, provider_id)
+            provider["models"] = provider_rows.linked_models(conn, provider_id)
+            return provider
+
+        return await self._store.read(read)
+
+    async def create(self, new: ProviderIn) -> Row:
+        def create(conn: sqlite3.Connection) -> Row:
+            provider = provider_rows.create_provider(
+                conn,
+                id=new.id,
+                name=new.name,
+                type=new.type,
+                enabled=new.enabled,
+                priority=new.priority,
+                description=new.description,
+                config=new.config,
+            )
+            provider["config"] = provider_rows.get_config(conn, new.id)
+            return provider
+
+        result: Row = await self._write("created", new.id, create)
+        return result
+
+    async def update(self, provider_id: str, changes: Row) -> Row:
+        result: Row = await self._write(
+            "updated",
+            provider_id,
+            lambda c: provider_rows.update_provider(c, provider_id, changes),
+        )
+        return result
+
+    async def set_enabled(self, provider_id: str, enabled: bool) -> Row:
+        result: Row = await self._write(
+            "enabled" if enabled else "disabled",
+            provider_id,
+            lambda c: provider_rows.update_provider(c, provider_id, {"enabled": enabled}),
+        )
+        return result
+
+    async def delete(self, provider_id: str) -> None:
+        await self._write(
+            "deleted", provider_id, lambda c: provider_rows.delete_provider(c, provider_id)
+        )
+
+    async def announce_reload(self, provider_id: str) -> None:
+        """Publish ``reloaded`` for a provider that exists (404 otherwise)."""
+        await self._write(
+            "reloaded", provider_id, lambda c: provider_rows.get_provider(c, provider_id)
+        )
+
+    async def connection_settings(self, provider_id: str) -> tuple[Row, Row]:
+        """Return (provider, config with secrets) for the daemon's own outgoing calls."""
+
+        def read(conn: sqlite3.Connection) -> tuple[Row, Row]:
+            provider = provider_rows.get_provider(conn, provider_id)
+            return provider, provider_rows.get_config(conn, provider_id, reveal=True)
+
+        return await self._store.read(read)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    async def config(self, provider_id: str) -> Row:
+        return await self._store.read(lambda c: provider_rows.get_config(c, provider_id))
+
+    async def put_config(self, provider_id: str, values: Row) -> tuple[Row, int]:
+        def put(conn: sqlite3.Connection) -> tuple[Row, int]:
+            count = provider_rows.replace_config_values(conn, provider_id, values)
+            return provider_rows.get_config(conn, provider_id), count
+
+        result: tuple[Row, int] = await self._write("updated", provider_id, put)
+        return result
+
+    async def set_config_value(self, provider_id: str, key: str, body: ConfigValueIn) -> Row:
+        def patch(conn: sqlite3.Connection) -> Row:
+            provider_rows.get_provider(conn, provider_id)
+            return provider_rows.set_config_value(
+                conn, provider_id, key, body.value, body.is_sensitive
+            )
+
+        result: Row = await self._write("updated", provider_id, patch)
+        return result
+
+    async def delete_config_value(self, provider_id: str, key: str) -> None:
+        await self._write(
+            "updated",
+            provider_id,
+            lambda c: provider_rows.delete_config_value(c, provider_id, key),
+        )
+
+    # -- model links -----------------------------------------------------------------------
+
+    async def links(self, provider_id: str) -> list[Row]:
+        return await self._store.read(lambda c: provider_rows.linked_models(c, provider_id))
+
+    async def link(self, provider_id: str, body: LinkIn) -> Row:
+        result: Row = await self._write(
+            "updated",
+            provider_id,
+            lambda c: provider_rows.link_model(
+                c, provider_id, body.model_id, is_default=body.is_default, config=body.config
+            ),
+        )
+        return result
+
+    async def unlink(self, provider_id: str, model_id: str) -> None:
+        await self._write(
+            "updated", provider_id, lambda c: provider_rows.unlink_model(c, provider_id, model_id)
+        )
+
+    async def set_default(self, provider_id: str, model_id: str) -> None:
+        await self._write(
+            "updated",
+            provider_id,
+            lambda c: provider_rows.set_default_model(c, provider_id, model_id),
+        )
+
+
+class ModelService:
+    """Read and change models; every change publishes ``models:updated``."""
+
+    def __init__(self, store: Store, events: EventPublisher) -> None:
+        self._store = store
+        self._events = events
+
+    async def _write(self, action: str, model_id: str, fn: Any) -> Any:
+        def work(conn: sqlite3.Connection) -> tuple[Any, list[Row]]:
+            return fn(conn), model_rows.list_models(conn)
+
+        result, items = await self._store.write(work)
+        self._events.publish("models:updated", models_payload(action, model_id, items))
+        return result
+
+    async def find(self, *, capability: str | None, provider: str | None) -> list[Row]:
+        return await self._store.read(
+            lambda c: model_rows.list_models(c, capability=capability, provider=provider)
+        )
+
+    async def get(self, model_id: str) -> Row:
+        return await self._store.read(lambda c: model_rows.get_model_with_providers(c, model_id))
+
+    async def create(self, new: ModelIn) -> Row:
+        result: Row = await self._write(
+            "created",
+            new.id,
+            lambda c: model_rows.create_model(
+                c,
+                id=new.id,
+                name=new.name,
+                description=new.description,
+                capabilities=new.capabilities,
+            ),
+        )
+        return result
+
+    async def update(self, model_id: str, changes: Row) -> Row:
+        result: Row = await self._write(
+            "updated", model_id, lambda c: model_rows.update_model(c, model_id, changes)
+        )
+        return result
+
+    async def delete(self, model_id: str) -> None:
+        await self._write("deleted", model_id, lambda c: model_rows.delete_model(c, model_id))

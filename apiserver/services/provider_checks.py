@@ -1,0 +1,139 @@
+"""Calls the daemon makes on behalf of a provider: a health test and a router reload."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+
+from apiserver.events import iso_now
+from apiserver.logsetup import get_logger
+from apiserver.services.catalog import ProviderService
+
+log = get_logger("apiserver.provider_checks")
+
+DEFAULT_BASE_URLS = {
+    "lm-studio": "http://localhost:1234/v1",
+    "qwen-direct": "https://dashscope.aliyuncs.com/compatible-mode/v1",
+}
+TEST_TIMEOUT_S = 10.0
+
+
+class ProviderChecks:
+    """Test a provider's model list from the daemon; ask the router to reload a provider."""
+
+    def __init__(
+        self,
+        providers: ProviderService,
+        *,
+        qwen_proxy_port: int,
+        router_port: int,
+    ) -> None:
+        self._providers = providers
+        self._session: aiohttp.ClientSession | None = None
+        self._qwen_proxy_url = f"http://127.0.0.1:{qwen_proxy_port}/v1"
+        self._router_url = f"http://127.0.0.1:{router_port}"
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use: a session must be made inside the running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP client session."""
+        if self._session is not None:
+            await self._session.close()
+
+    def base_url(self, provider: dict[str, Any], config: dict[str, Any]) -> str | None:
+        """Return the provider's OpenAI-compatible base URL (config first, then type default)."""
+        url = config.get("baseURL")
+        if isinstance(url, str) and url:
+            return url.rstrip("/")
+        if provider["type"] == "qwen-proxy":
+            return self._qwen_proxy_url
+        return DEFAULT_BASE_URLS.get(provider["type"])
+
+    async def test(self, provider_id: str) -> dict[str, Any]:
+        """Call GET {baseURL}/models (never a billed completion) and report what happened."""
+        provider, config = await self._providers.connection_settings(provider_id)
+        result: dict[str, Any] = {"provider_id": provider_id, "healthy": False}
+        started = time.perf_counter()
+        base = self.base_url(provider, config)
+        try:
+            if base is None:
+                raise ValueError("no baseURL configured")
+            result["models"] = await self._list_models(base, config)
+            result["healthy"] = True
+        except Exception as exc:  # any failure is the answer, not an error of ours
+            # Never the exception text of the client: it may echo URLs or headers.
+            result["error"] = _describe(exc)
+        result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        result["timestamp"] = iso_now()
+        log.info("provider_tested", provider_id=provider_id, healthy=result["healthy"])
+        return result
+
+    async def _list_models(self, base: str, config: dict[str, Any]) -> list[str]:
+        headers = {"Accept": "application/json"}
+        api_key = config.get("apiKey")
+        if isinstance(api_key, str) and api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        timeout_ms = config.get("timeout")
+        timeout = (
+            min(timeout_ms / 1000, TEST_TIMEOUT_S)
+            if isinstance(timeout_ms, int) and timeout_ms > 0
+            else TEST_TIMEOUT_S
+        )
+        async with self._http.get(
+            f"{base}/models", headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            if resp.status != 200:
+                raise UpstreamStatus(resp.status)
+            body = await resp.json(content_type=None)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise ValueError("response is not an OpenAI model list")
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    async def reload(self, provider_id: str) -> dict[str, Any]:
+        """Ask a running provider-router to re-read ``provider_id`` now."""
+        await self._providers.connection_settings(provider_id)  # 404 for an unknown provider
+        try:
+            async with self._http.post(
+                f"{self._router_url}/admin/reload",
+                json={"provider_id": provider_id},
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                message = (
+                    "Provider reloaded by provider-router"
+                    if resp.status == 200
+                    else f"provider-router answered HTTP {resp.status}"
+                )
+        except (aiohttp.ClientError, TimeoutError):
+            message = "provider-router is not running; it reads the provider when it starts"
+        await self._providers.announce_reload(provider_id)
+        return {"provider_id": provider_id, "message": message, "timestamp": iso_now()}
+
+
+class UpstreamStatus(Exception):
+    """The provider answered with a non-200 status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, UpstreamStatus):
+        return f"provider answered HTTP {exc.status}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection refused or host unreachable"
+    if isinstance(exc, aiohttp.ClientError):
+        return f"HTTP client error ({type(exc).__name__})"
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return type(exc).__name__

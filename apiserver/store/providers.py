@@ -1,0 +1,313 @@
+"""Providers, their key/value configuration and their model links (functions of a connection)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from typing import Any
+
+from apiserver.errors import Conflict, NotFound
+
+PROVIDER_TYPES = ("qwen-proxy", "lm-studio", "qwen-direct", "openai-compatible")
+MASK = "***"
+_SENSITIVE_KEY = re.compile(r"key|secret|password|token", re.IGNORECASE)
+
+_COLUMNS = "id, name, type, enabled, priority, description, created_at, updated_at"
+
+
+def now_ms() -> int:
+    """Return the current time in epoch milliseconds (the rows' timestamp unit)."""
+    return int(time.time() * 1000)
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Return True for config keys whose values are secrets by name."""
+    return bool(_SENSITIVE_KEY.search(key))
+
+
+def _provider(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "type": row["type"],
+        "enabled": bool(row["enabled"]),
+        "priority": row["priority"],
+        "description": row["description"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def list_providers(
+    conn: sqlite3.Connection, *, type_: str | None = None, enabled: bool | None = None
+) -> list[dict[str, Any]]:
+    """Return providers ordered by priority (highest first), then name."""
+    sql = f"SELECT {_COLUMNS} FROM providers"
+    where: list[str] = []
+    args: list[Any] = []
+    if type_ is not None:
+        where.append("type = ?")
+        args.append(type_)
+    if enabled is not None:
+        where.append("enabled = ?")
+        args.append(int(enabled))
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY priority DESC, name ASC"
+    return [_provider(r) for r in conn.execute(sql, args)]
+
+
+def get_provider(conn: sqlite3.Connection, provider_id: str) -> dict[str, Any]:
+    """Return one provider or raise 404."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM providers WHERE id = ?", (provider_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"Provider '{provider_id}' not found", code="provider_not_found")
+    return _provider(row)
+
+
+def _name_taken(conn: sqlite3.Connection, name: str, except_id: str | None = None) -> bool:
+    row = conn.execute(
+        "SELECT id FROM providers WHERE name = ? AND id IS NOT ?", (name, except_id)
+    ).fetchone()
+    return row is not None
+
+
+def create_provider(
+    conn: sqlite3.Connection,
+    *,
+    id: str,
+    name: str,
+    type: str,
+    enabled: bool,
+    priority: int,
+    description: str | None,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """Insert a provider (and its initial config); 409 on a taken id or name."""
+    if conn.execute("SELECT 1 FROM providers WHERE id = ?", (id,)).fetchone():
+        raise Conflict(f"Provider '{id}' already exists", code="provider_exists")
+    if _name_taken(conn, name):
+        raise Conflict(f"Provider name '{name}' is already taken", code="provider_name_taken")
+    now = now_ms()
+    conn.execute(
+        f"INSERT INTO providers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (id, name, type, int(enabled), priority, description, now, now),
+    )
+    for key, value in config.items():
+        set_config_value(conn, id, key, value, None, now=now)
+    return get_provider(conn, id)
+
+
+def update_provider(
+    conn: sqlite3.Connection, provider_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Update the given columns of a provider; 404/409 as for create."""
+    get_provider(conn, provider_id)
+    if "name" in fields and _name_taken(conn, fields["name"], provider_id):
+        raise Conflict(
+            f"Provider name '{fields['name']}' is already taken", code="provider_name_taken"
+        )
+    values = {k: (int(v) if k == "enabled" else v) for k, v in fields.items()}
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    conn.execute(
+        f"UPDATE providers SET {assignments}, updated_at = ? WHERE id = ?",
+        (*values.values(), now_ms(), provider_id),
+    )
+    return get_provider(conn, provider_id)
+
+
+def delete_provider(conn: sqlite3.Connection, provider_id: str) -> None:
+    """Delete a provider with its configs and links; clear an active_provider naming it."""
+    get_provider(conn, provider_id)
+    conn.execute("DELETE FROM providers WHERE id = ?", (provider_id,))
+    conn.execute(
+        "DELETE FROM settings WHERE key = 'active_provider' AND value = ?",
+        (json.dumps(provider_id),),
+    )
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def get_config(
+    conn: sqlite3.Connection, provider_id: str, *, reveal: bool = False
+) -> dict[str, Any]:
+    """Return a provider's config; secrets masked unless ``reveal`` (children only)."""
+    get_provider(conn, provider_id)
+    return _config_of(conn, provider_id, reveal=reveal)
+
+
+def _config_of(conn: sqlite3.Connection, provider_id: str, *, reveal: bool) -> dict[str, Any]:
+    rows = conn.execute(
+        "SELECT key, value, is_sensitive FROM provider_configs WHERE provider_id = ? ORDER BY key",
+        (provider_id,),
+    )
+    return {
+        r["key"]: (MASK if r["is_sensitive"] and not reveal else json.loads(r["value"]))
+        for r in rows
+    }
+
+
+def set_config_value(
+    conn: sqlite3.Connection,
+    provider_id: str,
+    key: str,
+    value: Any,
+    is_sensitive: bool | None,
+    *,
+    now: int | None = None,
+) -> dict[str, Any]:
+    """Upsert one config key; sensitivity comes from the flag or the key's name."""
+    now = now or now_ms()
+    sensitive = bool(is_sensitive) if is_sensitive is not None else is_sensitive_key(key)
+    conn.execute(
+        "INSERT INTO provider_configs (provider_id, key, value, is_sensitive, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider_id, key) DO UPDATE SET"
+        " value = excluded.value, updated_at = excluded.updated_at,"
+        " is_sensitive = MAX(is_sensitive, excluded.is_sensitive)",
+        (provider_id, key, json.dumps(value), int(sensitive), now, now),
+    )
+    row = conn.execute(
+        "SELECT is_sensitive, updated_at FROM provider_configs WHERE provider_id = ? AND key = ?",
+        (provider_id, key),
+    ).fetchone()
+    return {
+        "provider_id": provider_id,
+        "key": key,
+        "value": MASK if row["is_sensitive"] else value,
+        "is_sensitive": bool(row["is_sensitive"]),
+        "updated_at": row["updated_at"],
+    }
+
+
+def replace_config_values(
+    conn: sqlite3.Connection, provider_id: str, config: dict[str, Any]
+) -> int:
+    """Upsert many config keys (others are kept); return how many were written."""
+    get_provider(conn, provider_id)
+    now = now_ms()
+    for key, value in config.items():
+        set_config_value(conn, provider_id, key, value, None, now=now)
+    return len(config)
+
+
+def delete_config_value(conn: sqlite3.Connection, provider_id: str, key: str) -> None:
+    """Delete one config key; 404 when absent."""
+    get_provider(conn, provider_id)
+    cur = conn.execute(
+        "DELETE FROM provider_configs WHERE provider_id = ? AND key = ?", (provider_id, key)
+    )
+    if cur.rowcount == 0:
+        raise NotFound(
+            f"Configuration key '{key}' not found for provider '{provider_id}'",
+            code="config_key_not_found",
+        )
+
+
+# -- model links ---------------------------------------------------------------------------
+
+
+def linked_models(conn: sqlite3.Connection, provider_id: str) -> list[dict[str, Any]]:
+    """Return the models linked to a provider with ``is_default`` and ``provider_config``."""
+    get_provider(conn, provider_id)
+    rows = conn.execute(
+        "SELECT m.id, m.name, m.description, m.capabilities, m.created_at, m.updated_at,"
+        " pm.is_default, pm.config FROM provider_models pm JOIN models m ON m.id = pm.model_id"
+        " WHERE pm.provider_id = ? ORDER BY pm.is_default DESC, m.id",
+        (provider_id,),
+    )
+    return [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "description": r["description"],
+            "capabilities": json.loads(r["capabilities"]),
+            "created_at": r["created_at"],
+            "updated_at": r["updated_at"],
+            "is_default": bool(r["is_default"]),
+            "provider_config": json.loads(r["config"]) if r["config"] is not None else None,
+        }
+        for r in rows
+    ]
+
+
+def link_model(
+    conn: sqlite3.Connection,
+    provider_id: str,
+    model_id: str,
+    *,
+    is_default: bool,
+    config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Link a model to a provider; 404 for either, 409 when already linked."""
+    get_provider(conn, provider_id)
+    if conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
+        raise NotFound(f"Model '{model_id}' not found", code="model_not_found")
+    exists = conn.execute(
+        "SELECT 1 FROM provider_models WHERE provider_id = ? AND model_id = ?",
+        (provider_id, model_id),
+    ).fetchone()
+    if exists:
+        raise Conflict(
+            f"Model '{model_id}' is already linked to provider '{provider_id}'",
+            code="model_already_linked",
+        )
+    now = now_ms()
+    if is_default:
+        conn.execute(
+            "UPDATE provider_models SET is_default = 0 WHERE provider_id = ?", (provider_id,)
+        )
+    conn.execute(
+        "INSERT INTO provider_models (provider_id, model_id, is_default, config, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            provider_id,
+            model_id,
+            int(is_default),
+            json.dumps(config) if config is not None else None,
+            now,
+            now,
+        ),
+    )
+    return {
+        "provider_id": provider_id,
+        "model_id": model_id,
+        "is_default": is_default,
+        "config": config,
+        "created_at": now,
+    }
+
+
+def _require_link(conn: sqlite3.Connection, provider_id: str, model_id: str) -> None:
+    get_provider(conn, provider_id)
+    row = conn.execute(
+        "SELECT 1 FROM provider_models WHERE provider_id = ? AND model_id = ?",
+        (provider_id, model_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(
+            f"Model '{model_id}' is not linked to provider '{provider_id}'",
+            code="model_not_linked",
+        )
+
+
+def unlink_model(conn: sqlite3.Connection, provider_id: str, model_id: str) -> None:
+    """Remove a provider↔model link; 404 when not linked."""
+    _require_link(conn, provider_id, model_id)
+    conn.execute(
+        "DELETE FROM provider_models WHERE provider_id = ? AND model_id = ?",
+        (provider_id, model_id),
+    )
+
+
+def set_default_model(conn: sqlite3.Connection, provider_id: str, model_id: str) -> None:
+    """Make ``model_id`` the provider's only default model."""
+    _require_link(conn, provider_id, model_id)
+    now = now_ms()
+    conn.execute(
+        "UPDATE provider_models SET is_default = (model_id = ?), updated_at = ?"
+        " WHERE provider_id = ?",
+        (model_id, now, provider_id),
+    )
