@@ -40,6 +40,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     )
     structlog.configure(
         processors=[
+            # First, so a filtered-out debug line costs one level check and nothing more.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

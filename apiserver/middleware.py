@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -49,10 +50,13 @@ def _from_http_exception(exc: web.HTTPException) -> errors.APIError:
 
 def request_context() -> Middleware:
     """Bind a request id to every log line, render every error as JSON, log the outcome."""
+    # Unique per daemon run without a syscall per request (uuid4 reads os.urandom).
+    prefix = f"{os.getpid():x}{int(time.time()):x}"
+    counter = itertools.count(1)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-ID", "")[:128] or f"{prefix}-{next(counter)}"
         request[REQUEST_ID] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(

@@ -51,12 +51,14 @@ class ProviderService:
             return fn(conn), provider_rows.list_providers(conn)
 
         result, items = await self._store.write(work)
+        self._store.prime(("providers", None, None), items)
         self._events.publish("providers:updated", providers_payload(action, provider_id, items))
         return result
 
     async def find(self, *, type_: str | None, enabled: bool | None) -> list[Row]:
-        return await self._store.read(
-            lambda c: provider_rows.list_providers(c, type_=type_, enabled=enabled)
+        return await self._store.read_cached(
+            ("providers", type_, enabled),
+            lambda c: provider_rows.list_providers(c, type_=type_, enabled=enabled),
         )
 
     async def get(self, provider_id: str) -> Row:
@@ -192,12 +194,14 @@ class ModelService:
             return fn(conn), model_rows.list_models(conn)
 
         result, items = await self._store.write(work)
+        self._store.prime(("models", None, None), items)
         self._events.publish("models:updated", models_payload(action, model_id, items))
         return result
 
     async def find(self, *, capability: str | None, provider: str | None) -> list[Row]:
-        return await self._store.read(
-            lambda c: model_rows.list_models(c, capability=capability, provider=provider)
+        return await self._store.read_cached(
+            ("models", capability, provider),
+            lambda c: model_rows.list_models(c, capability=capability, provider=provider),
         )
 
     async def get(self, model_id: str) -> Row:

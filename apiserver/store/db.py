@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from apiserver.store import schema
+from apiserver.store.worker import DatabaseThread
 
 T = TypeVar("T")
 
@@ -43,9 +42,14 @@ class Store:
     def __init__(self, path: Path, *, seed_options: dict[str, object] | None = None) -> None:
         self.path = path
         self._seed_options = seed_options or {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._thread = DatabaseThread()
         self._conn: sqlite3.Connection | None = None
         self.migrated_from = 0
+        # Read cache for the small, hot catalog lists (providers, models). Only this process
+        # writes those tables (the children only write history), so a counter bumped by every
+        # write through this Store is a sufficient invalidation.
+        self._generation = 0
+        self._cache: dict[Hashable, tuple[int, Any]] = {}
 
     async def open(self) -> None:
         """Connect and migrate the schema."""
@@ -60,7 +64,7 @@ class Store:
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._thread.stop()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the store thread."""
@@ -68,7 +72,25 @@ class Store:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the store thread."""
-        return await self._run(lambda: self.write_sync(fn))
+        try:
+            return await self._run(lambda: self.write_sync(fn))
+        finally:
+            self._generation += 1
+
+    async def read_cached(self, key: Hashable, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like ``read``, but reuse the result until the next write (callers must not mutate it)."""
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == self._generation:
+            value: T = hit[1]
+            return value
+        generation = self._generation
+        value = await self.read(fn)
+        self._cache[key] = (generation, value)
+        return value
+
+    def prime(self, key: Hashable, value: Any) -> None:
+        """Cache ``value`` for ``key`` as read right after the latest write."""
+        self._cache[key] = (self._generation, value)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the calling thread (store thread only)."""
@@ -88,5 +110,4 @@ class Store:
         return self._conn
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn)
+        return await self._thread.run(fn)

@@ -1,0 +1,87 @@
+"""A single database thread that hands results back to the event loop in batches.
+
+``loop.run_in_executor`` wakes the loop once per job through concurrent.futures; under load
+the store thread finishes several jobs per wake-up, so this worker posts every finished
+result of a batch with one ``call_soon_threadsafe``. Same contract as a one-worker executor:
+jobs run one at a time, in submission order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_Job = tuple[Callable[[], Any], asyncio.Future[Any]]
+_Done = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+class DatabaseThread:
+    """Run callables on one dedicated thread; await their results from the loop."""
+
+    def __init__(self, name: str = "store") -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._name = name
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+        assert self._loop is not None  # noqa: S101 - set together with the thread
+        return self._loop
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the database thread and return its result."""
+        loop = self._ensure_started()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, fut))
+        return await fut
+
+    async def stop(self) -> None:
+        """Finish queued jobs, then end the thread."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def _work(self) -> None:
+        loop = self._loop
+        assert loop is not None  # noqa: S101
+        stopping = False
+        while not stopping:
+            job = self._jobs.get()
+            batch: list[_Job] = []
+            while job is not None:
+                batch.append(job)
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                stopping = True
+            done: list[_Done] = []
+            for fn, fut in batch:
+                try:
+                    done.append((fut, fn(), None))
+                except BaseException as exc:  # handed to the awaiting coroutine
+                    done.append((fut, None, exc))
+            if done:
+                loop.call_soon_threadsafe(_deliver, done)
+
+
+def _deliver(done: list[_Done]) -> None:
+    for fut, value, exc in done:
+        if fut.cancelled():
+            continue
+        if exc is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(exc)
