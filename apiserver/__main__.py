@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         get_logger("apiserver").error("server_failed", error=str(exc))
         return 1
+    except Exception:  # e.g. a database of a newer schema: one structured line, not a bare trace
+        get_logger("apiserver").exception("server_failed")
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from apiserver import errors
 from apiserver.events import response_gate
 from apiserver.logsetup import get_logger
+from apiserver.schemas import check_body_headers
 from apiserver.security import AccessPolicy, bearer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,6 +72,8 @@ def request_context() -> Middleware:
             if exc.status < 400:  # redirects and the like pass through untouched
                 raise
             response = json_error(_from_http_exception(exc), request_id)
+            if "Allow" in exc.headers:  # RFC 9110: a 405 names the allowed methods
+                response.headers["Allow"] = exc.headers["Allow"]
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -137,6 +140,8 @@ def access_control(policy: AccessPolicy) -> Middleware:
             raise errors.Unauthorized(
                 "Missing or invalid API token: send 'Authorization: Bearer <API_TOKEN>'"
             )
+        if request.method in WRITE_METHODS and path.startswith("/api/"):
+            check_body_headers(request)  # also for routes that never read their body
         return await handler(request)
 
     return middleware

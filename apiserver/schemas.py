@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,16 +22,32 @@ MAX_BODY: Final = 1024 * 1024
 _MISSING: Final = object()
 
 
-async def read_json(request: web.Request) -> Any:
-    """Return the parsed JSON body (415 for another type, 413 past 1 MiB, 400 if malformed)."""
+def check_body_headers(request: web.Request) -> None:
+    """Refuse a body past 1 MiB (413) or of a type other than JSON (415), before reading it."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.PayloadTooLarge("Request body is larger than 1 MiB")
-    if not request.body_exists:
-        return None
-    if request.content_type != "application/json":
+    if request.body_exists and request.content_type != "application/json":
         raise errors.UnsupportedMediaType(
             "Request body must be JSON: send 'Content-Type: application/json'"
         )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+async def read_json(request: web.Request) -> Any:
+    """Return the parsed JSON body (415 for another type, 413 past 1 MiB, 400 if malformed)."""
+    check_body_headers(request)
+    if not request.body_exists:
+        return None
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -38,10 +55,13 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # NaN, Infinity and overflowing numbers parse in Python but cannot be written back
+        # as JSON; RecursionError is what a too deeply nested document raises.
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise errors.InvalidRequest(
-            f"Request body is not valid JSON: {exc}", code="invalid_json"
+            f"Request body is not valid JSON: {message}", code="invalid_json"
         ) from None
 
 
@@ -94,6 +114,8 @@ class Fields:
             self.fail(name, "must not be empty")
         elif len(value) > max_len:
             self.fail(name, f"must be at most {max_len} characters")
+        elif not _is_unicode_text(value):
+            self.fail(name, "must be valid Unicode text (no unpaired surrogates)")
         elif pattern is not None and not pattern.match(value):
             self.fail(name, rule or f"must match {pattern.pattern}")
         elif choices is not None and value not in choices:
@@ -165,6 +187,17 @@ class Fields:
         """Raise a 400 with every recorded problem."""
         if self.details:
             raise errors.ValidationFailed(self.details)
+
+
+def _is_unicode_text(value: str) -> bool:
+    """Return False for a string JSON smuggled unpaired surrogates into (not storable as UTF-8)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def path_id(request: web.Request, name: str, *, code: str, what: str) -> str:
