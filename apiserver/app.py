@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from apiserver import keys, middleware
-from apiserver.api import credentials, health, models, providers
+from apiserver import keys, middleware, realtime
+from apiserver.api import credentials, health, history, models, providers, proxy
+from apiserver.api import events as events_api
 from apiserver.api import settings as settings_api
 from apiserver.config import Settings
 from apiserver.events import EventPublisher
@@ -16,9 +17,13 @@ from apiserver.schemas import MAX_BODY
 from apiserver.security import AccessPolicy
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
+from apiserver.services.history import HistoryService
 from apiserver.services.provider_checks import ProviderChecks
+from apiserver.services.proxy import ProxyService, child_specs
 from apiserver.services.settings import SettingsService
+from apiserver.services.status import StatusService, stopped_children
 from apiserver.store import Store
+from supervisor import SupervisorManager
 
 log = get_logger("apiserver.app")
 
@@ -44,15 +49,46 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.MODELS] = ModelService(store, events)
     app[keys.CREDENTIALS] = CredentialService(store, events)
     app[keys.SETTINGS_SERVICE] = SettingsService(store, events)
+    app[keys.HISTORY] = HistoryService(store)
     app[keys.PROVIDER_CHECKS] = ProviderChecks(
         app[keys.PROVIDERS],
         qwen_proxy_port=settings.qwen_proxy_port,
         router_port=settings.provider_router_port,
     )
+    app[keys.STATUS] = StatusService(
+        app[keys.PROVIDERS],
+        app[keys.MODELS],
+        app[keys.CREDENTIALS],
+        app[keys.SETTINGS_SERVICE],
+        events,
+        stopped_children(
+            provider_router_port=settings.provider_router_port,
+            qwen_proxy_port=settings.qwen_proxy_port,
+        ),
+    )
+    app[keys.PROXY] = ProxyService(
+        SupervisorManager(child_specs(settings)),
+        store,
+        app[keys.STATUS],
+        events,
+        orphan_policy=settings.orphan_policy,
+    )
+    app[keys.REALTIME] = realtime.create_hub(events, app[keys.STATUS], policy)
+    realtime.setup(app, app[keys.REALTIME])
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_events_ctx)
     app.cleanup_ctx.append(_http_ctx)
-    for module in (health, credentials, providers, models, settings_api):
+    app.cleanup_ctx.append(_proxy_ctx)  # last in, first out: children stop before the store
+    for module in (
+        health,
+        proxy,
+        credentials,
+        providers,
+        models,
+        settings_api,
+        events_api,
+        history,
+    ):
         module.setup(app)
     return app
 
@@ -68,9 +104,16 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[keys.EVENTS].start()
     yield
+    await app[keys.STATUS].close()
     await app[keys.EVENTS].stop()
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[keys.PROVIDER_CHECKS].close()
+
+
+async def _proxy_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[keys.PROXY].restore()
+    yield
+    await app[keys.PROXY].shutdown()

@@ -33,10 +33,27 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("PROVIDER_ROUTER_COMMAND", "python -m provider_router", "command line of provider-router"),
     ("ORPHAN_POLICY", "adopt", "children left by a crashed daemon: adopt | stop"),
     ("QWEN_API_KEY", "(unset)", "DashScope key: enables the seeded qwen-direct provider"),
+    ("CHILD_START_TIMEOUT", "15", "seconds a child may take to answer GET /health"),
+    ("CHILD_STOP_TIMEOUT", "10", "seconds between SIGTERM and SIGKILL to a child's process group"),
+    ("CHILD_BACKOFF_BASE", "0.5", "first restart delay in seconds (doubles per crash)"),
+    ("CHILD_BACKOFF_CAP", "30", "longest restart delay in seconds"),
+    ("CHILD_STABLE_UPTIME", "60", "seconds of running after which the crash count resets"),
+    ("CHILD_CRASH_LIMIT", "5", "crashes within 120 s after which a child is 'failed'"),
+    ("CHILD_LIVENESS_INTERVAL", "10", "seconds between health probes of a running child"),
 )
 
 # Daemon variables passed on to the children when set (they configure the children, not us).
-CHILD_PASSTHROUGH = ("QWEN_BASE_URL", "QWEN_API_KEY", "LMSTUDIO_BASE_URL")
+CHILD_PASSTHROUGH = (
+    "QWEN_BASE_URL",
+    "QWEN_API_KEY",
+    "LMSTUDIO_BASE_URL",
+    # What any program needs to run at all (the rest of our environment is not passed on).
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+)
 
 
 class ConfigError(Exception):
@@ -64,6 +81,19 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildTiming:
+    """Supervision timings shared by both children (seconds)."""
+
+    start_timeout: float = 15.0
+    stop_timeout: float = 10.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    stable_uptime: float = 60.0
+    crash_limit: int = 5
+    liveness_interval: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Validated daemon configuration."""
 
@@ -82,18 +112,19 @@ class Settings:
     orphan_policy: str = "adopt"
     qwen_api_key: str | None = None
     child_env: tuple[tuple[str, str], ...] = ()
+    child_timing: ChildTiming = field(default_factory=lambda: ChildTiming())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``environ``; raise ConfigError listing every bad variable."""
         problems: list[str] = []
 
-        def port(name: str, default: int) -> int:
+        def port(name: str, default: int, lowest: int = 1) -> int:
             raw = environ.get(name, "").strip()
             if not raw:
                 return default
-            if not raw.isdigit() or not 0 <= int(raw) <= 65535:
-                problems.append(f"{name} must be a port number 0..65535, got {raw!r}")
+            if not raw.isdigit() or not lowest <= int(raw) <= 65535:
+                problems.append(f"{name} must be a port number {lowest}..65535, got {raw!r}")
                 return default
             return int(raw)
 
@@ -117,6 +148,33 @@ class Settings:
                 return (sys.executable, "-m", module)
             return argv or (sys.executable, "-m", module)
 
+        def seconds(name: str, default: float) -> float:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not 0 < value <= 3600:
+                problems.append(f"{name} must be a number of seconds in (0, 3600], got {raw!r}")
+                return default
+            return value
+
+        crash_limit = environ.get("CHILD_CRASH_LIMIT", "").strip() or "5"
+        if not crash_limit.isdigit() or not 1 <= int(crash_limit) <= 1000:
+            problems.append(f"CHILD_CRASH_LIMIT must be an integer 1..1000, got {crash_limit!r}")
+            crash_limit = "5"
+        timing = ChildTiming(
+            start_timeout=seconds("CHILD_START_TIMEOUT", 15.0),
+            stop_timeout=seconds("CHILD_STOP_TIMEOUT", 10.0),
+            backoff_base=seconds("CHILD_BACKOFF_BASE", 0.5),
+            backoff_cap=seconds("CHILD_BACKOFF_CAP", 30.0),
+            stable_uptime=seconds("CHILD_STABLE_UPTIME", 60.0),
+            crash_limit=int(crash_limit),
+            liveness_interval=seconds("CHILD_LIVENESS_INTERVAL", 10.0),
+        )
+
         host = environ.get("API_HOST", "").strip() or "127.0.0.1"
         token = environ.get("API_TOKEN", "").strip() or None
         if not is_loopback(host) and token is None:
@@ -137,7 +195,7 @@ class Settings:
             problems.append(f"DATABASE_PATH={db} is a directory, expected a file path")
 
         settings = cls(
-            api_port=port("API_PORT", 3002),
+            api_port=port("API_PORT", 3002, lowest=0),  # 0: any free port
             api_host=host,
             database_path=db,
             log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
@@ -154,6 +212,7 @@ class Settings:
             orphan_policy=choice("ORPHAN_POLICY", "adopt", ORPHAN_POLICIES),
             qwen_api_key=environ.get("QWEN_API_KEY", "").strip() or None,
             child_env=tuple((k, environ[k]) for k in CHILD_PASSTHROUGH if environ.get(k)),
+            child_timing=timing,
         )
         if problems:
             raise ConfigError(problems)

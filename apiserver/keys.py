@@ -6,10 +6,14 @@ from aiohttp import web
 
 from apiserver.config import Settings
 from apiserver.events import EventPublisher
+from apiserver.realtime import Hub
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
+from apiserver.services.history import HistoryService
 from apiserver.services.provider_checks import ProviderChecks
+from apiserver.services.proxy import ProxyService
 from apiserver.services.settings import SettingsService
+from apiserver.services.status import StatusService
 from apiserver.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,3 +24,7 @@ MODELS = web.AppKey("models", ModelService)
 CREDENTIALS = web.AppKey("credentials", CredentialService)
 SETTINGS_SERVICE = web.AppKey("settings_service", SettingsService)
 PROVIDER_CHECKS = web.AppKey("provider_checks", ProviderChecks)
+STATUS = web.AppKey("status", StatusService)
+REALTIME = web.AppKey("realtime", Hub)
+HISTORY = web.AppKey("history", HistoryService)
+PROXY = web.AppKey("proxy", ProxyService)

@@ -93,8 +93,8 @@ def request_context() -> Middleware:
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30}
-REQUEST_ID = "request_id"
-CORS_HEADERS = "cors_headers"
+REQUEST_ID = web.RequestKey("request_id", str)
+CORS_HEADERS = web.RequestKey("cors_headers", dict[str, str])
 
 
 async def decorate_response(request: web.Request, response: web.StreamResponse) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,13 @@ import aiohttp
 from tests.support.capture import record
 
 STARTUP_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class Daemon:
@@ -50,9 +58,9 @@ class Daemon:
             "DATABASE_PATH": str(self.db_path),
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "json",
-            # Keep the real children away from the user's ports unless a test sets them.
-            "QWEN_PROXY_PORT": "0",
-            "PROVIDER_ROUTER_PORT": "0",
+            # Keep the children away from the user's ports unless a test sets them.
+            "QWEN_PROXY_PORT": str(free_port()),
+            "PROVIDER_ROUTER_PORT": str(free_port()),
         }
         env.update(self.extra_env)
         return env

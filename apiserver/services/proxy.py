@@ -1,0 +1,313 @@
+"""Proxy control: the daemon's side of supervision (commands, records, desired state, events).
+
+The supervisor package runs the children and reports transitions; this service turns them into
+``proxy:status`` / ``proxy:log`` events, records each spawned child (pid + create time) so a
+later daemon can recognise it, and remembers which children the user wants running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import sqlite3
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from apiserver.config import Settings
+from apiserver.errors import NotFound
+from apiserver.events import EventPublisher
+from apiserver.logsetup import get_logger
+from apiserver.services.status import StatusService
+from apiserver.store import Store, supervision
+from apiserver.store import settings as setting_rows
+from supervisor import (
+    ChildSpec,
+    ChildState,
+    LogLine,
+    ProcessExit,
+    SpawnRecord,
+    StatusEvent,
+    SupervisorManager,
+)
+
+log = get_logger("apiserver.proxy")
+
+QWEN_PROXY = "qwen-proxy"
+PROVIDER_ROUTER = "provider-router"
+# Child name -> its key in ``proxy:status`` (the seed's camelCase names).
+STATUS_KEYS = {QWEN_PROXY: "qwenProxy", PROVIDER_ROUTER: "providerRouter"}
+DESIRED_KEY = "proxy.desired"  # {child name: bool}
+
+
+def child_specs(settings: Settings) -> list[ChildSpec]:
+    """Return the two children in start order (qwen-proxy first: the router forwards to it)."""
+    timing = settings.child_timing
+    env = {
+        **dict(settings.child_env),
+        "DATABASE_PATH": str(settings.database_path),
+        "LOG_LEVEL": settings.log_level,
+        "LOG_FORMAT": "json",  # their lines land in our structured log
+        "PYTHONUNBUFFERED": "1",
+        "QWEN_PROXY_PORT": str(settings.qwen_proxy_port),
+    }
+    common: dict[str, Any] = {
+        "env": env,
+        "start_timeout": timing.start_timeout,
+        "stop_timeout": timing.stop_timeout,
+        "backoff_base": timing.backoff_base,
+        "backoff_cap": timing.backoff_cap,
+        "stable_uptime": timing.stable_uptime,
+        "crash_limit": timing.crash_limit,
+        "liveness_interval": timing.liveness_interval,
+    }
+    return [
+        ChildSpec(
+            name=QWEN_PROXY,
+            argv=settings.qwen_proxy_command,
+            port=settings.qwen_proxy_port,
+            **common,
+        ),
+        ChildSpec(
+            name=PROVIDER_ROUTER,
+            argv=settings.provider_router_command,
+            port=settings.provider_router_port,
+            **common,
+        ),
+    ]
+
+
+def describe(event: StatusEvent) -> str:
+    """Return a one-line human message for a transition."""
+    text = f"{event.child}: {event.old} -> {event.new}"
+    return f"{text} ({event.reason})" if event.reason else text
+
+
+class ProxyService:
+    """Start, stop and watch the children on the user's behalf."""
+
+    def __init__(
+        self,
+        manager: SupervisorManager,
+        store: Store,
+        status: StatusService,
+        events: EventPublisher,
+        *,
+        orphan_policy: str,
+    ) -> None:
+        self._manager = manager
+        self._store = store
+        self._status = status
+        self._events = events
+        self._orphan_policy = orphan_policy
+        self._tasks: set[asyncio.Task[Any]] = set()
+        status.set_children_status(self.children_status)
+        manager.add_listener(self._on_transition)
+        manager.add_log_listener(self._on_log)
+        manager.add_spawn_listener(self._on_spawn)
+        manager.add_exit_listener(self._on_exit)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def children_status(self) -> Mapping[str, Mapping[str, Any]]:
+        """Return each child's detail under its ``proxy:status`` key."""
+        snapshot = self._manager.snapshot()
+        return {key: snapshot[name] for name, key in STATUS_KEYS.items()}
+
+    def _require(self, name: str) -> str:
+        if name not in STATUS_KEYS:
+            raise NotFound(
+                f"Unknown child '{name}': expected one of {', '.join(STATUS_KEYS)}",
+                code="unknown_child",
+            )
+        return name
+
+    def logs(self, name: str, lines: int) -> list[dict[str, Any]]:
+        """Return the recent output lines of a child."""
+        return self._manager.logs(self._require(name), lines)
+
+    async def status(self, message: str | None = None) -> dict[str, Any]:
+        """Return the ``proxy:status`` object."""
+        return await self._status.status(message)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def start(self, *, wait: bool = True) -> dict[str, Any]:
+        """Start both children (qwen-proxy first) and report the outcome."""
+        await self._remember(dict.fromkeys(STATUS_KEYS, True))
+        if self._manager.aggregate_status() == "running":
+            return await self._answer("Proxy servers are already running", success=True)
+        return await self._run(self._manager.start_all(), wait, "Proxy servers started")
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop both children (the router first) and report the outcome."""
+        await self._remember(dict.fromkeys(STATUS_KEYS, False))
+        if all(child.state is ChildState.STOPPED for child in self._manager.children):
+            return await self._answer("Proxy servers are already stopped", success=True)
+        return await self._run(self._manager.stop_all(), True, "Proxy servers stopped")
+
+    async def restart(self) -> dict[str, Any]:
+        """Restart both children."""
+        await self._remember(dict.fromkeys(STATUS_KEYS, True))
+        return await self._run(self._manager.restart_all(), True, "Proxy servers restarted")
+
+    async def start_child(self, name: str) -> dict[str, Any]:
+        """Start one child."""
+        self._require(name)
+        await self._remember({name: True})
+        return await self._run(self._manager.start(name), True, f"{name} started", child=name)
+
+    async def stop_child(self, name: str) -> dict[str, Any]:
+        """Stop one child."""
+        self._require(name)
+        await self._remember({name: False})
+        return await self._run(self._manager.stop(name), True, f"{name} stopped", child=name)
+
+    async def restart_child(self, name: str) -> dict[str, Any]:
+        """Restart one child."""
+        self._require(name)
+        await self._remember({name: True})
+        return await self._run(self._manager.restart(name), True, f"{name} restarted", child=name)
+
+    async def _run(
+        self,
+        operation: Coroutine[Any, Any, Any],
+        wait: bool,
+        message: str,
+        *,
+        child: str | None = None,
+    ) -> dict[str, Any]:
+        # Shielded: a client that hangs up must not cancel a half-done start or stop.
+        # A fresh context: the children's tasks outlive this request and must not log its id.
+        task = asyncio.get_running_loop().create_task(operation, context=contextvars.Context())
+        self._keep(task)
+        if not wait:
+            await asyncio.sleep(0)  # let the start begin: the answer shows "starting"
+            return await self._answer("Proxy servers are starting", success=True)
+        await asyncio.shield(task)
+        return await self._answer(message, child=child)
+
+    async def _answer(
+        self, message: str, *, success: bool | None = None, child: str | None = None
+    ) -> dict[str, Any]:
+        payload = await self._status.publish_status(message)
+        if success is None:
+            failed = [
+                name
+                for name, key in STATUS_KEYS.items()
+                if (child is None or name == child) and payload[key]["state"] == "failed"
+            ]
+            success = not failed
+            if failed:
+                reasons = "; ".join(
+                    f"{name}: {payload[STATUS_KEYS[name]]['reason']}" for name in failed
+                )
+                payload = {**payload, "message": f"{message} with failures: {reasons}"}
+        return {"success": success, **payload}
+
+    async def _remember(self, wanted: dict[str, bool]) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            desired = supervision.get_state(conn, DESIRED_KEY)
+            current = dict(desired) if isinstance(desired, dict) else {}
+            current.update(wanted)
+            supervision.set_state(conn, DESIRED_KEY, current)
+
+        await self._store.write(update)
+
+    # -- daemon lifecycle --------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """At daemon start: adopt or stop recorded orphans, then restore the desired state."""
+        records = await self._store.read(supervision.child_records)
+        for record in records:
+            await self._recover(record)
+
+        def read(conn: sqlite3.Connection) -> tuple[object, object]:
+            return (
+                supervision.get_state(conn, DESIRED_KEY),
+                setting_rows.all_values(conn, "system").get("system.autoStart"),
+            )
+
+        desired, auto_start = await self._store.read(read)
+        wanted = [
+            name
+            for name in STATUS_KEYS
+            if auto_start is True or (isinstance(desired, dict) and desired.get(name) is True)
+        ]
+        if wanted:
+            log.info("proxy_restoring", children=wanted, auto_start=auto_start is True)
+            # In the background: the daemon answers while the children come up.
+            self._keep(asyncio.ensure_future(self._start_each(wanted)))
+
+    async def _start_each(self, names: list[str]) -> None:
+        for name in STATUS_KEYS:  # start order, whatever order ``names`` has
+            if name in names:
+                await self._manager.start(name)
+
+    async def _recover(self, record: supervision.ChildRecord) -> None:
+        if record.name not in STATUS_KEYS:
+            await self._store.write(lambda c: supervision.forget_child(c, record.name, record.pid))
+            return
+        if self._orphan_policy == "adopt":
+            ours = await self._manager.adopt(record.name, record.pid, record.create_time)
+        else:
+            ours = await self._manager.stop_orphan(record.name, record.pid, record.create_time)
+        log.info(
+            "orphan_recovered" if ours else "orphan_gone",
+            child=record.name,
+            pid=record.pid,
+            policy=self._orphan_policy,
+        )
+        if not ours or self._orphan_policy == "stop":
+            await self._store.write(lambda c: supervision.forget_child(c, record.name, record.pid))
+
+    async def shutdown(self) -> None:
+        """Stop every child (daemon exit); pending record writes finish first."""
+        await self._manager.shutdown()
+        if self._tasks:
+            # Record writes of the last exits, and starts that the stop just ended.
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # -- supervisor listeners (synchronous: they only schedule work) -------------------------
+
+    def _on_transition(self, event: StatusEvent) -> None:
+        self._status.notify(describe(event))
+
+    def _on_log(self, line: LogLine) -> None:
+        self._events.publish(
+            "proxy:log",
+            {"child": line.child, "stream": line.stream, "line": line.line, "ts": line.ts},
+            subscribers_only=True,
+        )
+
+    def _on_spawn(self, spawn: SpawnRecord) -> None:
+        if spawn.create_time is None:
+            return
+        record = supervision.ChildRecord(
+            spawn.child, spawn.pid, spawn.create_time, spawn.argv, spawn.port
+        )
+        self._write_soon(lambda c: supervision.record_child(c, record))
+
+    def _on_exit(self, exit_: ProcessExit) -> None:
+        self._write_soon(lambda c: supervision.forget_child(c, exit_.child, exit_.pid))
+
+    def _write_soon(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        # Submitted in listener order; the store thread runs writes in submission order.
+        self._keep(asyncio.ensure_future(self._store.write(fn)))
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        if isinstance(task, asyncio.Task):
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("proxy_task_failed", error=repr(task.exception()))
+
+
+__all__ = ["PROVIDER_ROUTER", "QWEN_PROXY", "ChildState", "ProxyService", "child_specs"]

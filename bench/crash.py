@@ -1,0 +1,288 @@
+"""Benchmark crash recovery of a live daemon, and its idle cost with both children running.
+
+Starts the daemon as a real process (temporary database, free ports on 127.0.0.1, log level
+warning) supervising the real ``python -m qwen_proxy`` / ``python -m provider_router`` when both
+are importable, else the fake children of ``tests/fakes`` (``ready_then_wait.py``). A
+python-socketio client (websocket) stays connected throughout. Then:
+
+- SIGKILLs the running qwen-proxy child N times (default 20). Before each kill it waits
+  CHILD_STABLE_UPTIME (set small, default 0.5 s) after the child is running again, so every crash
+  is "the first crash after a stable run", which must restart without delay. For each kill it
+  measures, from ``os.kill`` (time.perf_counter, the client's clock):
+    * SIGKILL -> ``proxy:status`` with qwen-proxy ``backoff`` received by the client;
+    * SIGKILL -> ``proxy:status`` with qwen-proxy ``running`` (readiness probe passed) received;
+    * SIGKILL -> serving again: that event received *and* ``GET /health`` on the child's port
+      answered 200 by this process;
+  and prints p50, p99 and max of each in ms.
+- Measures the daemon's CPU (psutil cpu_times delta / wall time) and RSS over an idle period
+  (default 60 s) with both children running and the client connected.
+
+It prints the figures beside the issue's targets and asserts nothing about timing.
+
+Usage: .venv/bin/python bench/crash.py [--kills 20] [--idle-seconds 60] [--stable-uptime 0.5]
+       [--children auto|fake|real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import socketio
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE = ROOT / "tests" / "fakes" / "ready_then_wait.py"
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def row(name: str, values_s: list[float], target: str) -> str:
+    ms = [v * 1000 for v in values_s]
+    return (
+        f"  {name:<47} p50 {pct(ms, 0.5):8.1f}  p99 {pct(ms, 0.99):8.1f}  "
+        f"max {max(ms):8.1f} ms   (target: {target})"
+    )
+
+
+def child_commands(kind: str) -> tuple[str, str, str]:
+    """Return (description, qwen-proxy command line, provider-router command line)."""
+    real = all(importlib.util.find_spec(m) is not None for m in ("qwen_proxy", "provider_router"))
+    if kind == "real" and not real:
+        raise SystemExit("--children real: qwen_proxy / provider_router are not importable")
+    if kind == "real" or (kind == "auto" and real):
+        return (
+            "real (python -m qwen_proxy, python -m provider_router)",
+            shlex.join([sys.executable, "-m", "qwen_proxy"]),
+            shlex.join([sys.executable, "-m", "provider_router"]),
+        )
+    fake = shlex.join([sys.executable, "-u", str(FAKE)])
+    return f"fake ({FAKE.relative_to(ROOT)})", fake, fake
+
+
+class StatusFeed:
+    """``proxy:status`` events as (receive time, payload), in arrival order."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+
+    def on_status(self, data: dict[str, Any]) -> None:
+        self.queue.put_nowait((time.perf_counter(), data))
+
+    def drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def until(self, predicate: Any, timeout: float = 15.0) -> tuple[float, dict[str, Any]]:
+        """Return the first event from now on whose payload satisfies ``predicate``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                at, data = await self.queue.get()
+                if predicate(data):
+                    return at, data
+
+
+async def wait_until_ok(http: aiohttp.ClientSession, url: str, timeout: float = 15.0) -> float:
+    """Poll ``url`` until it answers 200; return the perf_counter time it did."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            async with http.get(url) as resp:
+                if resp.status == 200:
+                    return time.perf_counter()
+        except aiohttp.ClientError:
+            pass
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+        await asyncio.sleep(0.002)
+
+
+async def start_daemon(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apiserver",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def stop_daemon(daemon: asyncio.subprocess.Process) -> None:
+    if daemon.returncode is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(30):
+                await daemon.wait()
+        except TimeoutError:
+            daemon.kill()
+            await daemon.wait()
+
+
+async def bench(args: argparse.Namespace) -> None:
+    what, qwen_cmd, router_cmd = child_commands(args.children)
+    tmp = tempfile.mkdtemp(prefix="bench-crash-")
+    port = free_port()
+    qwen_port, router_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": tmp,
+        "API_PORT": str(port),
+        "API_HOST": "127.0.0.1",
+        "DATABASE_PATH": str(Path(tmp) / "bench.db"),
+        "LOG_LEVEL": "warning",
+        "LOG_FORMAT": "json",
+        "QWEN_PROXY_PORT": str(qwen_port),
+        "PROVIDER_ROUTER_PORT": str(router_port),
+        "QWEN_PROXY_COMMAND": qwen_cmd,
+        "PROVIDER_ROUTER_COMMAND": router_cmd,
+        "CHILD_STABLE_UPTIME": str(args.stable_uptime),
+        "CHILD_CRASH_LIMIT": "1000",  # 20 crashes within 120 s must not end in "failed"
+    }
+    feed = StatusFeed()
+    sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+    sio.on("proxy:status", feed.on_status)
+    daemon = await start_daemon(env)
+    to_event: list[float] = []
+    to_running: list[float] = []
+    to_serving: list[float] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await wait_until_ok(http, f"{url}/api/health")
+            dproc = psutil.Process(daemon.pid)
+            await sio.connect(url, transports=["websocket"], wait_timeout=10)
+            async with http.post(f"{url}/api/proxy/start") as resp:
+                body = await resp.json()
+            if body.get("status") != "running":
+                raise RuntimeError(f"the children did not start: {json.dumps(body)[:500]}")
+            health = f"http://127.0.0.1:{qwen_port}/health"
+            qwen = body["qwenProxy"]
+            running_at = time.perf_counter()
+            print(f"children: {what}")
+            print(
+                f"daemon pid {daemon.pid}; {args.kills} SIGKILLs of qwen-proxy, each "
+                f"{args.stable_uptime:g} s + 0.1 s after it runs again (CHILD_STABLE_UPTIME)"
+            )
+
+            for i in range(args.kills):
+                # A stable run before each crash: the restart must not wait for a backoff.
+                await asyncio.sleep(
+                    max(0.0, running_at + args.stable_uptime + 0.1 - time.perf_counter())
+                )
+                old_pid = qwen["pid"]
+                feed.drain()
+                t0 = time.perf_counter()
+                os.kill(old_pid, signal.SIGKILL)
+                t_backoff, data = await feed.until(lambda d: d["qwenProxy"]["state"] != "running")
+                state = data["qwenProxy"]["state"]
+                if state != "backoff":
+                    raise RuntimeError(f"kill {i + 1}: expected backoff, got {state}")
+                t_running, data = await feed.until(
+                    lambda d, old=old_pid: (
+                        d["qwenProxy"]["state"] == "running" and d["qwenProxy"]["pid"] != old
+                    )
+                )
+                t_serving = await wait_until_ok(http, health)
+                to_event.append(t_backoff - t0)
+                to_running.append(t_running - t0)
+                to_serving.append(t_serving - t0)
+                qwen = data["qwenProxy"]
+                running_at = t_running
+
+            async with http.get(f"{url}/api/proxy/status") as resp:
+                body = await resp.json()
+            if body.get("status") != "running":
+                raise RuntimeError(f"not both running before the idle run: {body.get('status')}")
+            restarts = body["qwenProxy"]["restarts"]
+
+            print(f"\ncrash recovery over {args.kills} SIGKILLs (qwen-proxy restarts: {restarts})")
+            print(row("SIGKILL -> proxy:status backoff received", to_event, "p99 < 10 ms"))
+            print(row("SIGKILL -> proxy:status running received", to_running, "-"))
+            print(row("SIGKILL -> serving (running + GET /health 200)", to_serving, "p50 < 700 ms"))
+
+            # Idle: both children running, one client connected, nothing asked of the daemon.
+            print(f"\nidle for {args.idle_seconds:g} s with both children running ...", flush=True)
+            await asyncio.sleep(1.0)  # let the last requests and events settle
+            rss: list[int] = []
+            cpu0 = dproc.cpu_times()
+            w0 = time.perf_counter()
+            end = w0 + args.idle_seconds
+            while (now := time.perf_counter()) < end:
+                rss.append(dproc.memory_info().rss)
+                await asyncio.sleep(min(1.0, end - now))
+            cpu1 = dproc.cpu_times()
+            wall = time.perf_counter() - w0
+            rss.append(dproc.memory_info().rss)
+            busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+            children_rss = sum(
+                p.memory_info().rss for p in dproc.children(recursive=True) if p.is_running()
+            )
+            tick_ms = 1000 / os.sysconf("SC_CLK_TCK")  # resolution of cpu_times
+            print(
+                f"  daemon CPU      {busy / wall * 100:8.3f} % of a core "
+                f"({busy * 1000:.0f} ms CPU in {wall:.1f} s, resolution {tick_ms:.0f} ms)"
+                "   (target: < 0.5 %)"
+            )
+            print(
+                f"  daemon RSS      {rss[-1] / MiB:8.1f} MiB at the end, "
+                f"mean {statistics.mean(rss) / MiB:.1f}, max {max(rss) / MiB:.1f}   "
+                f"(target: < 60 MiB)"
+            )
+            print(f"  children RSS    {children_rss / MiB:8.1f} MiB (both, with descendants)")
+    finally:
+        with contextlib.suppress(Exception):
+            await sio.disconnect()
+        await stop_daemon(daemon)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs of qwen-proxy")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=60.0, help="length of the idle measurement"
+    )
+    parser.add_argument(
+        "--stable-uptime",
+        type=float,
+        default=0.5,
+        help="CHILD_STABLE_UPTIME given to the daemon; waited before every kill",
+    )
+    parser.add_argument(
+        "--children",
+        choices=("auto", "fake", "real"),
+        default="auto",
+        help="real children when importable (auto), or force one kind",
+    )
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
