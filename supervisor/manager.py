@@ -16,7 +16,7 @@ from supervisor.child import (
     SpawnListener,
     StatusListener,
 )
-from supervisor.states import ChildState
+from supervisor.states import ChildState, aggregate
 
 
 class UnknownChild(KeyError):
@@ -80,16 +80,7 @@ class SupervisorManager:
 
     def aggregate_status(self) -> str:
         """Return running, stopped, starting or partial, as defined in events.md."""
-        states = [child.state for child in self._children.values()]
-        running = sum(state is ChildState.RUNNING for state in states)
-        starting = sum(state in (ChildState.STARTING, ChildState.BACKOFF) for state in states)
-        if running == len(states):
-            return "running"
-        if running == 0 and starting == 0:
-            return "stopped"
-        if running == 0:
-            return "starting"
-        return "partial"
+        return aggregate(child.state for child in self._children.values())
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Return each child's status detail, by child name."""

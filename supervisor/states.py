@@ -5,6 +5,7 @@ Stdlib only: the API server and the tests import this without pulling in psutil 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -50,6 +51,25 @@ ALLOWED: dict[ChildState, frozenset[ChildState]] = {
     # desired state "not running" reads the same whether or not the child had failed.
     _S.FAILED: frozenset({_S.STARTING, _S.STOPPED}),
 }
+
+
+def aggregate(states: Iterable[str]) -> str:
+    """Return the status of a set of children: running, stopped, starting or partial.
+
+    running: all run; stopped: none runs or is starting; starting: at least one is starting or
+    backing off and none runs; partial: anything else (events.md).
+    """
+    states = list(states)
+    running = sum(state == ChildState.RUNNING for state in states)
+    starting = sum(state in (ChildState.STARTING, ChildState.BACKOFF) for state in states)
+    if running == len(states):
+        return "running"
+    if running == 0 and starting == 0:
+        return "stopped"
+    if running == 0:
+        return "starting"
+    return "partial"
+
 
 # States in which a process of this child may exist.
 ACTIVE: frozenset[ChildState] = frozenset({_S.STARTING, _S.RUNNING, _S.STOPPING})

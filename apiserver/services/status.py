@@ -10,6 +10,7 @@ from apiserver.events import EventPublisher, iso_now
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
 from apiserver.services.settings import SettingsService
+from supervisor.states import aggregate as aggregate_states
 
 Row = dict[str, Any]
 
@@ -58,17 +59,8 @@ def stopped_children(*, provider_router_port: int, qwen_proxy_port: int) -> Chil
 
 
 def aggregate(children: Mapping[str, Mapping[str, Any]]) -> str:
-    """Return the aggregate ``status``: running, stopped, starting or partial (events.md)."""
-    states = [str(children[key].get("state", "stopped")) for key in CHILD_KEYS]
-    running = sum(state == "running" for state in states)
-    starting = sum(state in ("starting", "backoff") for state in states)
-    if running == len(states):
-        return "running"
-    if running == 0 and starting == 0:
-        return "stopped"
-    if running == 0:
-        return "starting"
-    return "partial"
+    """Return the aggregate ``status`` of the reported children (events.md)."""
+    return aggregate_states(str(children[key].get("state", "stopped")) for key in CHILD_KEYS)
 
 
 class StatusService:
