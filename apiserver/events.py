@@ -52,7 +52,7 @@ Sink = Callable[[Event], Awaitable[None]]
 class EventPublisher:
     """Own the event sequence and deliver events, in order, to the registered sinks."""
 
-    def __init__(self, *, history: int = 1000, instance: str | None = None) -> None:
+    def __init__(self, *, history: int = 500, instance: str | None = None) -> None:
         self.instance = instance or uuid.uuid4().hex[:12]
         self.seq = 0
         self.recent: deque[Event] = deque(maxlen=history)

@@ -128,10 +128,12 @@ class Hub:
 
     def broadcast(self, event: Event) -> None:
         """Encode ``event`` once and hand it to every client, synchronously and in order."""
-        pkt = encode_event(event.name, event.payload)
         name, only = event.name, event.subscribers_only
+        pkt: FramedPacket | None = None  # encoded on first use: no clients, no encoding
         for client in tuple(self._clients.values()):
             if client.ready and client.wants(name, only):
+                if pkt is None:
+                    pkt = encode_event(name, event.payload)
                 try:
                     self._send(client, pkt)
                 except Exception:
