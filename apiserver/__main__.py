@@ -13,6 +13,7 @@ from aiohttp import web
 
 from apiserver import __version__
 from apiserver.config import ConfigError, Settings, help_text
+from apiserver.instance import DatabaseInUse, exclusive_database
 from apiserver.logsetup import configure, get_logger
 
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -46,30 +47,32 @@ async def serve(settings: Settings) -> None:
     from apiserver.app import create_app  # imported late: --help stays instant
 
     log = get_logger("apiserver")
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Installed first: a SIGTERM while the children are being restored still shuts down cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await site.start()
-        port = _bound_port(runner) or settings.api_port
-        log.info(
-            "server_started",
-            host=settings.api_host,
-            port=port,
-            url=f"http://{settings.api_host}:{port}",
-            pid=os.getpid(),
-            version=__version__,
-        )
-        await stop.wait()
-        log.info("server_stopping")
-    finally:
-        await runner.cleanup()
-        log.info("server_stopped")
+    with exclusive_database(settings.database_path):
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
+        try:
+            await site.start()
+            port = _bound_port(runner) or settings.api_port
+            log.info(
+                "server_started",
+                host=settings.api_host,
+                port=port,
+                url=f"http://{settings.api_host}:{port}",
+                pid=os.getpid(),
+                version=__version__,
+            )
+            await stop.wait()
+            log.info("server_stopping")
+        finally:
+            await runner.cleanup()
+            log.info("server_stopped")
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:
@@ -97,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
-    except OSError as exc:
+    except (OSError, DatabaseInUse) as exc:
         get_logger("apiserver").error("server_failed", error=str(exc))
         return 1
     except Exception:  # e.g. a database of a newer schema: one structured line, not a bare trace

@@ -31,7 +31,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("PROVIDER_ROUTER_PORT", "3001", "port of the supervised provider-router"),
     ("QWEN_PROXY_COMMAND", "python -m qwen_proxy", "command line of qwen-proxy"),
     ("PROVIDER_ROUTER_COMMAND", "python -m provider_router", "command line of provider-router"),
-    ("ORPHAN_POLICY", "adopt", "children left by a crashed daemon: adopt | stop"),
+    ("ORPHAN_POLICY", "stop", "children left by a crashed daemon: stop (and restart) | adopt"),
     ("QWEN_API_KEY", "(unset)", "DashScope key: enables the seeded qwen-direct provider"),
     ("CHILD_START_TIMEOUT", "15", "seconds a child may take to answer GET /health"),
     ("CHILD_STOP_TIMEOUT", "10", "seconds between SIGTERM and SIGKILL to a child's process group"),
@@ -109,7 +109,9 @@ class Settings:
     provider_router_port: int = 3001
     qwen_proxy_command: tuple[str, ...] = (sys.executable, "-m", "qwen_proxy")
     provider_router_command: tuple[str, ...] = (sys.executable, "-m", "provider_router")
-    orphan_policy: str = "adopt"
+    # stop: an adopted child keeps writing into the dead daemon's pipes (its output is lost,
+    # and a program that does not ignore SIGPIPE dies of it), so replacing it is the default.
+    orphan_policy: str = "stop"
     qwen_api_key: str | None = None
     child_env: tuple[tuple[str, str], ...] = ()
     child_timing: ChildTiming = field(default_factory=lambda: ChildTiming())
@@ -209,7 +211,7 @@ class Settings:
             provider_router_port=port("PROVIDER_ROUTER_PORT", 3001),
             qwen_proxy_command=command("QWEN_PROXY_COMMAND", "qwen_proxy"),
             provider_router_command=command("PROVIDER_ROUTER_COMMAND", "provider_router"),
-            orphan_policy=choice("ORPHAN_POLICY", "adopt", ORPHAN_POLICIES),
+            orphan_policy=choice("ORPHAN_POLICY", "stop", ORPHAN_POLICIES),
             qwen_api_key=environ.get("QWEN_API_KEY", "").strip() or None,
             child_env=tuple((k, environ[k]) for k in CHILD_PASSTHROUGH if environ.get(k)),
             child_timing=timing,
@@ -217,10 +219,6 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return settings
-
-    def secrets(self) -> tuple[str, ...]:
-        """Return the secret values held by the settings (for log redaction)."""
-        return tuple(s for s in (self.api_token, self.qwen_api_key) if s)
 
 
 def help_text() -> str:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-_SECRET_KEY = re.compile(r"(token|cookie|secret|password|api_?key|authorization)", re.IGNORECASE)
-REDACTED = "***"
+from apiserver.redaction import MASK, is_secret_name
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     """Mask values whose key names a secret, so a careless log call cannot leak one."""
     for key in list(event):
-        if key != "event" and _SECRET_KEY.search(key) and event[key] is not None:
-            event[key] = REDACTED
+        if key != "event" and is_secret_name(key) and event[key] is not None:
+            event[key] = MASK
     return event
 
 

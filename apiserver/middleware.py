@@ -16,7 +16,7 @@ from apiserver import errors
 from apiserver.events import response_gate
 from apiserver.logsetup import get_logger
 from apiserver.schemas import check_body_headers
-from apiserver.security import AccessPolicy, bearer
+from apiserver.security import AccessPolicy, bearer, same_origin
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -118,7 +118,7 @@ def access_control(policy: AccessPolicy) -> Middleware:
         if path.startswith("/socket.io"):
             return await handler(request)  # Engine.IO applies the same policy itself
         origin = request.headers.get("Origin")
-        if origin and not _same_origin(request, origin):
+        if origin and not same_origin(origin, request.headers.get("Host")):
             if not policy.origin_allowed(origin):
                 raise errors.Forbidden("Origin not allowed", code="origin_not_allowed")
             cors_headers = request[CORS_HEADERS] = {
@@ -147,11 +147,6 @@ def access_control(policy: AccessPolicy) -> Middleware:
     return middleware
 
 
-def _same_origin(request: web.Request, origin: str) -> bool:
-    host = request.headers.get("Host", "")
-    return bool(host) and origin.rstrip("/").split("://", 1)[-1] == host
-
-
 @web.middleware
 async def events_after_response(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Send a write's response before the events it published are released."""
@@ -160,6 +155,10 @@ async def events_after_response(request: web.Request, handler: Handler) -> web.S
     with response_gate(asyncio.get_running_loop()):
         response = await handler(request)
         if not response.prepared:
-            await response.prepare(request)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionResetError:
+                # The write is committed and its events go out; only this answer is lost.
+                log.info("client_disconnected_before_response", status=response.status)
         return response

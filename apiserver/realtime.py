@@ -33,7 +33,7 @@ from apiserver.realtime_transport import (
     FramedPacket,
     SocketServer,
 )
-from apiserver.security import AccessPolicy, bearer
+from apiserver.security import AccessPolicy, bearer, same_origin
 from apiserver.services.status import StatusService
 
 log = get_logger("apiserver.realtime")
@@ -356,17 +356,13 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def _same_origin(origin: str, host: str | None) -> bool:
-    return bool(host) and origin.rstrip("/").split("://", 1)[-1].lower() == (host or "").lower()
-
-
 def cors_policy(policy: AccessPolicy) -> Any:
     """Return Engine.IO's origin check: the daemon's CORS policy, plus its own origin."""
 
     def allowed(origin: str | None, environ: Mapping[str, Any]) -> bool:
         if not origin:
             return False
-        return _same_origin(origin, environ.get("HTTP_HOST")) or policy.origin_allowed(origin)
+        return same_origin(origin, environ.get("HTTP_HOST")) or policy.origin_allowed(origin)
 
     return allowed
 

@@ -77,3 +77,8 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """Return True when ``origin`` is the daemon's own origin (the page came from us)."""
+    return bool(host) and origin.rstrip("/").split("://", 1)[-1].lower() == (host or "").lower()

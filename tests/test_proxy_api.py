@@ -866,3 +866,36 @@ async def test_recycled_pid_is_left_alone(
         assert alive(other)
         assert sleeper.returncode is None
         assert child_records(db_path) == {}  # the stale records are dropped
+
+
+# ================================================================================================
+# 11. A second daemon on the same database refuses to start and leaves the children alone
+# ================================================================================================
+
+
+async def test_second_daemon_on_the_same_database_is_refused(
+    daemon_factory: DaemonFactory, http: aiohttp.ClientSession
+) -> None:
+    env = child_env(ORPHAN_POLICY="stop")
+    first = await daemon_factory(env=env)
+    api = Api(http, first.url)
+    _, before = await api.post("/api/proxy/start")
+    assert before["status"] == "running", brief(before)
+
+    second = Daemon(first.db_path, env)
+    with pytest.raises(RuntimeError, match="did not start"):
+        await second.start()
+    assert await second.stop() == 1
+    failed = second.logs("server_failed")
+    assert failed, second.lines[-5:]
+    assert "another apiserver" in failed[0]["error"]
+    assert str(first.pid) in failed[0]["error"]
+    assert not second.logs("orphan_recovered")
+    assert not second.logs("orphan_gone")
+
+    _, after = await api.get("/api/proxy/status")
+    for key in KEYS:  # same processes, never restarted
+        assert after[key]["pid"] == before[key]["pid"], brief(after)
+        assert after[key]["restarts"] == 0
+        assert after[key]["state"] == "running"
+    await api.post("/api/proxy/stop")

@@ -152,3 +152,27 @@ async def test_responses_and_daemon_logs_are_captured(api: Api) -> None:
     assert status == 200
     assert any(where == "GET /api/providers" for where, _ in capture.CAPTURED[before:])
     assert any(where.startswith("daemon ") for where, _ in capture.CAPTURED)
+
+
+async def test_nested_and_link_secrets_are_masked(api: Api) -> None:
+    headers = {"Authorization": "Bearer nest-s3cr3t-1", "X-Trace": "visible"}
+    status, _ = await api.put(
+        "/api/providers/lm-studio-default/config", {"config": {"extra": {"headers": headers}}}
+    )
+    assert status == 200
+    link = {"upstreamModel": "qwen3", "maxTokens": 4096, "apiKey": "link-s3cr3t-2"}
+    status, body = await api.post(
+        "/api/providers/lm-studio-default/models", {"model_id": "qwen3-max", "config": link}
+    )
+    assert status == 201
+    assert body["config"] == {"upstreamModel": "qwen3", "maxTokens": 4096, "apiKey": "***"}
+
+    _, config = await api.get("/api/providers/lm-studio-default/config")
+    assert config["config"]["extra"] == {"headers": {"Authorization": "***", "X-Trace": "visible"}}
+    _, links = await api.get("/api/providers/lm-studio-default/models")
+    (linked,) = [m for m in links["models"] if m["id"] == "qwen3-max"]
+    assert linked["provider_config"]["apiKey"] == "***"
+    assert linked["provider_config"]["maxTokens"] == 4096
+    _, model = await api.get("/api/models/qwen3-max")
+    (via,) = [p for p in model["model"]["providers"] if p["id"] == "lm-studio-default"]
+    assert via["provider_config"]["apiKey"] == "***"

@@ -10,6 +10,7 @@ from apiserver.schemas import ConfigValueIn, LinkIn, ModelIn, ProviderIn
 from apiserver.store import Store
 from apiserver.store import models as model_rows
 from apiserver.store import providers as provider_rows
+from apiserver.store import settings as setting_rows
 
 Row = dict[str, Any]
 
@@ -24,6 +25,14 @@ def providers_payload(action: str, provider_id: str | None, items: list[Row]) ->
         "enabled": sum(1 for p in items if p["enabled"]),
         "timestamp": iso_now(),
     }
+
+
+def settings_payload(action: str, keys: list[str], values: Row) -> Row:
+    """Build a ``settings:updated`` payload."""
+    payload = {"action": action, "keys": keys, "settings": values, "timestamp": iso_now()}
+    if len(keys) == 1:
+        payload["key"] = keys[0]
+    return payload
 
 
 def models_payload(action: str, model_id: str | None, items: list[Row]) -> Row:
@@ -105,9 +114,16 @@ class ProviderService:
         return result
 
     async def delete(self, provider_id: str) -> None:
-        await self._write(
-            "deleted", provider_id, lambda c: provider_rows.delete_provider(c, provider_id)
-        )
+        def delete(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            cleared = provider_rows.delete_provider(conn, provider_id)
+            return setting_rows.all_values(conn) if cleared else None
+
+        settings = await self._write("deleted", provider_id, delete)
+        if settings is not None:  # the active provider went with it: say so
+            self._events.publish(
+                "settings:updated",
+                settings_payload("updated", ["active_provider"], settings),
+            )
 
     async def announce_reload(self, provider_id: str) -> None:
         """Publish ``reloaded`` for a provider that exists (404 otherwise)."""

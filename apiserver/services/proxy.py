@@ -101,6 +101,8 @@ class ProxyService:
         self._events = events
         self._orphan_policy = orphan_policy
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._order = asyncio.Lock()
         status.set_children_status(self.children_status)
         manager.add_listener(self._on_transition)
         manager.add_log_listener(self._on_log)
@@ -115,6 +117,7 @@ class ProxyService:
         return {key: snapshot[name] for name, key in STATUS_KEYS.items()}
 
     def _require(self, name: str) -> str:
+        """Return ``name`` if it names a child, else raise 404."""
         if name not in STATUS_KEYS:
             raise NotFound(
                 f"Unknown child '{name}': expected one of {', '.join(STATUS_KEYS)}",
@@ -134,76 +137,107 @@ class ProxyService:
 
     async def start(self, *, wait: bool = True) -> dict[str, Any]:
         """Start both children (qwen-proxy first) and report the outcome."""
-        await self._remember(dict.fromkeys(STATUS_KEYS, True))
-        if self._manager.aggregate_status() == "running":
-            return await self._answer("Proxy servers are already running", success=True)
-        return await self._run(self._manager.start_all(), wait, "Proxy servers started")
+        return await self._command(
+            dict.fromkeys(STATUS_KEYS, True),
+            self._manager.start_all,
+            wait=wait,
+            message="Proxy servers started",
+            already="Proxy servers are already running",
+        )
 
     async def stop(self) -> dict[str, Any]:
         """Stop both children (the router first) and report the outcome."""
-        await self._remember(dict.fromkeys(STATUS_KEYS, False))
-        if all(child.state is ChildState.STOPPED for child in self._manager.children):
-            return await self._answer("Proxy servers are already stopped", success=True)
-        return await self._run(self._manager.stop_all(), True, "Proxy servers stopped")
+        return await self._command(
+            dict.fromkeys(STATUS_KEYS, False),
+            self._manager.stop_all,
+            message="Proxy servers stopped",
+            already="Proxy servers are already stopped",
+        )
 
     async def restart(self) -> dict[str, Any]:
         """Restart both children."""
-        await self._remember(dict.fromkeys(STATUS_KEYS, True))
-        return await self._run(self._manager.restart_all(), True, "Proxy servers restarted")
+        return await self._command(
+            dict.fromkeys(STATUS_KEYS, True),
+            self._manager.restart_all,
+            message="Proxy servers restarted",
+        )
 
     async def start_child(self, name: str) -> dict[str, Any]:
         """Start one child."""
-        self._require(name)
-        await self._remember({name: True})
-        return await self._run(self._manager.start(name), True, f"{name} started", child=name)
+        return await self._command(
+            {self._require(name): True},
+            lambda: self._manager.start(name),
+            message=f"{name} started",
+        )
 
     async def stop_child(self, name: str) -> dict[str, Any]:
         """Stop one child."""
-        self._require(name)
-        await self._remember({name: False})
-        return await self._run(self._manager.stop(name), True, f"{name} stopped", child=name)
+        return await self._command(
+            {self._require(name): False},
+            lambda: self._manager.stop(name),
+            message=f"{name} stopped",
+        )
 
     async def restart_child(self, name: str) -> dict[str, Any]:
         """Restart one child."""
-        self._require(name)
-        await self._remember({name: True})
-        return await self._run(self._manager.restart(name), True, f"{name} restarted", child=name)
+        return await self._command(
+            {self._require(name): True},
+            lambda: self._manager.restart(name),
+            message=f"{name} restarted",
+        )
 
-    async def _run(
+    async def _command(
         self,
-        operation: Coroutine[Any, Any, Any],
-        wait: bool,
-        message: str,
+        wanted: dict[str, bool],
+        operation: Callable[[], Coroutine[Any, Any, Any]],
         *,
-        child: str | None = None,
+        message: str,
+        wait: bool = True,
+        already: str | None = None,
     ) -> dict[str, Any]:
-        # Shielded: a client that hangs up must not cancel a half-done start or stop.
-        # A fresh context: the children's tasks outlive this request and must not log its id.
-        task = asyncio.get_running_loop().create_task(operation, context=contextvars.Context())
-        self._keep(task)
+        """Record the wish and queue the operation, both in call order; answer with the outcome.
+
+        The desired state written last is the one of the operation queued last, so the stored
+        wish never contradicts what the supervisor ends up doing.
+        """
+        target = ChildState.RUNNING if all(wanted.values()) else ChildState.STOPPED
+        async with self._order:
+            await self._remember(wanted)
+            if already is not None and not self._inflight and self._settled(wanted, target):
+                return await self._answer(already, wanted, target)
+            # A fresh context: the children's tasks outlive this request and must not log its
+            # id. Kept and shielded: a client that hangs up must not cancel a half-done command.
+            task = asyncio.get_running_loop().create_task(
+                operation(), context=contextvars.Context()
+            )
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            self._keep(task)
         if not wait:
             await asyncio.sleep(0)  # let the start begin: the answer shows "starting"
-            return await self._answer("Proxy servers are starting", success=True)
+            return await self._answer("Proxy servers are starting", wanted, None)
         await asyncio.shield(task)
-        return await self._answer(message, child=child)
+        return await self._answer(message, wanted, target)
+
+    def _settled(self, wanted: dict[str, bool], target: ChildState) -> bool:
+        return all(self._manager.child(name).state is target for name in wanted)
 
     async def _answer(
-        self, message: str, *, success: bool | None = None, child: str | None = None
+        self, message: str, wanted: dict[str, bool], target: ChildState | None
     ) -> dict[str, Any]:
+        """Publish and return the status; ``success`` = every child reached ``target``."""
         payload = await self._status.publish_status(message)
-        if success is None:
-            failed = [
-                name
-                for name, key in STATUS_KEYS.items()
-                if (child is None or name == child) and payload[key]["state"] == "failed"
-            ]
-            success = not failed
-            if failed:
-                reasons = "; ".join(
-                    f"{name}: {payload[STATUS_KEYS[name]]['reason']}" for name in failed
-                )
-                payload = {**payload, "message": f"{message} with failures: {reasons}"}
-        return {"success": success, **payload}
+        if target is None:
+            return {"success": True, **payload}
+        missed = [name for name in wanted if payload[STATUS_KEYS[name]]["state"] != target.value]
+        if missed:
+            reasons = "; ".join(
+                f"{name} is {payload[STATUS_KEYS[name]]['state']}"
+                + (f" ({why})" if (why := payload[STATUS_KEYS[name]]["reason"]) else "")
+                for name in missed
+            )
+            payload = {**payload, "message": f"{message}, but {reasons}"}
+        return {"success": not missed, **payload}
 
     async def _remember(self, wanted: dict[str, bool]) -> None:
         def update(conn: sqlite3.Connection) -> None:
@@ -248,7 +282,11 @@ class ProxyService:
         if record.name not in STATUS_KEYS:
             await self._store.write(lambda c: supervision.forget_child(c, record.name, record.pid))
             return
-        if self._orphan_policy == "adopt":
+        spec = self._manager.child(record.name).spec
+        # Adopt only what the current configuration would have started; an orphan of another
+        # command line or port is stopped and replaced.
+        same_config = record.argv == spec.argv and record.port == spec.port
+        if self._orphan_policy == "adopt" and same_config:
             ours = await self._manager.adopt(record.name, record.pid, record.create_time)
         else:
             ours = await self._manager.stop_orphan(record.name, record.pid, record.create_time)

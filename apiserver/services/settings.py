@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from apiserver.events import EventPublisher, iso_now
+from apiserver.events import EventPublisher
+from apiserver.services.catalog import settings_payload
 from apiserver.store import Store
 from apiserver.store import settings as rows
 
@@ -28,10 +29,7 @@ class SettingsService:
             return fn(conn), rows.all_values(conn)
 
         result, values = await self._store.write(work)
-        payload = {"action": action, "keys": keys, "settings": values, "timestamp": iso_now()}
-        if len(keys) == 1:
-            payload["key"] = keys[0]
-        self._events.publish("settings:updated", payload)
+        self._events.publish("settings:updated", settings_payload(action, keys, values))
         return result
 
     async def put(self, key: str, value: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -72,10 +73,14 @@ class Store:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the store thread."""
-        try:
-            return await self._run(lambda: self.write_sync(fn))
-        finally:
-            self._generation += 1
+        # Shielded: a cancelled caller cannot stop a queued write, so the cache generation is
+        # bumped when the write really ends, not when the caller gives up waiting.
+        job = asyncio.ensure_future(self._run(lambda: self.write_sync(fn)))
+        job.add_done_callback(self._written)
+        return await asyncio.shield(job)
+
+    def _written(self, _job: asyncio.Future[Any]) -> None:
+        self._generation += 1
 
     async def read_cached(self, key: Hashable, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Like ``read``, but reuse the result until the next write (callers must not mutate it)."""
@@ -98,10 +103,13 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Also when COMMIT itself failed (disk full, busy): never leave the one connection
+            # inside a transaction, or every later BEGIN would fail.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     def _require(self) -> sqlite3.Connection:

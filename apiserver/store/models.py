@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from apiserver.errors import Conflict, NotFound
+from apiserver.redaction import mask_nested
 from apiserver.store.providers import now_ms
 
 _COLUMNS = "m.id, m.name, m.description, m.capabilities, m.created_at, m.updated_at"
@@ -68,7 +69,7 @@ def get_model_with_providers(conn: sqlite3.Connection, model_id: str) -> dict[st
             "enabled": bool(r["enabled"]),
             "priority": r["priority"],
             "is_default": bool(r["is_default"]),
-            "provider_config": json.loads(r["config"]) if r["config"] is not None else None,
+            "provider_config": mask_nested(json.loads(r["config"])) if r["config"] else None,
         }
         for r in rows
     ]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from typing import Any
 
 from apiserver.errors import Conflict, NotFound
+from apiserver.redaction import MASK, is_secret_name, mask_nested
 
 PROVIDER_TYPES = ("qwen-proxy", "lm-studio", "qwen-direct", "openai-compatible")
-MASK = "***"
-_SENSITIVE_KEY = re.compile(r"key|secret|password|token", re.IGNORECASE)
 
 _COLUMNS = "id, name, type, enabled, priority, description, created_at, updated_at"
 
@@ -24,7 +22,7 @@ def now_ms() -> int:
 
 def is_sensitive_key(key: str) -> bool:
     """Return True for config keys whose values are secrets by name."""
-    return bool(_SENSITIVE_KEY.search(key))
+    return is_secret_name(key)
 
 
 def _provider(row: sqlite3.Row) -> dict[str, Any]:
@@ -118,14 +116,19 @@ def update_provider(
     return get_provider(conn, provider_id)
 
 
-def delete_provider(conn: sqlite3.Connection, provider_id: str) -> None:
-    """Delete a provider with its configs and links; clear an active_provider naming it."""
+def delete_provider(conn: sqlite3.Connection, provider_id: str) -> bool:
+    """Delete a provider with its configs and links; clear an active_provider naming it.
+
+    Returns True when the ``active_provider`` setting was cleared.
+    """
     get_provider(conn, provider_id)
     conn.execute("DELETE FROM providers WHERE id = ?", (provider_id,))
-    conn.execute(
-        "DELETE FROM settings WHERE key = 'active_provider' AND value = ?",
-        (json.dumps(provider_id),),
+    cleared = conn.execute(
+        "UPDATE settings SET value = 'null', updated_at = ? WHERE key = 'active_provider'"
+        " AND value = ?",
+        (now_ms(), json.dumps(provider_id)),
     )
+    return cleared.rowcount > 0
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -144,9 +147,11 @@ def _config_of(conn: sqlite3.Connection, provider_id: str, *, reveal: bool) -> d
         "SELECT key, value, is_sensitive FROM provider_configs WHERE provider_id = ? ORDER BY key",
         (provider_id,),
     )
+    if reveal:
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+    # Nested values are masked too: {"headers": {"Authorization": ...}} must not show.
     return {
-        r["key"]: (MASK if r["is_sensitive"] and not reveal else json.loads(r["value"]))
-        for r in rows
+        r["key"]: MASK if r["is_sensitive"] else mask_nested(json.loads(r["value"])) for r in rows
     }
 
 
@@ -176,7 +181,7 @@ def set_config_value(
     return {
         "provider_id": provider_id,
         "key": key,
-        "value": MASK if row["is_sensitive"] else value,
+        "value": MASK if row["is_sensitive"] else mask_nested(value),
         "is_sensitive": bool(row["is_sensitive"]),
         "updated_at": row["updated_at"],
     }
@@ -227,10 +232,15 @@ def linked_models(conn: sqlite3.Connection, provider_id: str) -> list[dict[str, 
             "created_at": r["created_at"],
             "updated_at": r["updated_at"],
             "is_default": bool(r["is_default"]),
-            "provider_config": json.loads(r["config"]) if r["config"] is not None else None,
+            "provider_config": _link_config(r["config"]),
         }
         for r in rows
     ]
+
+
+def _link_config(raw: str | None) -> Any:
+    """Return a link's config as shown to clients (secret-named entries masked)."""
+    return mask_nested(json.loads(raw)) if raw is not None else None
 
 
 def link_model(
@@ -275,7 +285,7 @@ def link_model(
         "provider_id": provider_id,
         "model_id": model_id,
         "is_default": is_default,
-        "config": config,
+        "config": mask_nested(config),
         "created_at": now,
     }
 

@@ -247,3 +247,21 @@ async def test_every_seed_trigger_emits_once(
     assert status["seq"] == seq + 1
     assert status["instance"] == data["instance"]
     assert status["providers"]["enabled"] == data["enabled"]
+
+
+async def test_deleting_the_active_provider_announces_the_cleared_setting(
+    daemon_factory: DaemonFactory, connect: Connect, http: aiohttp.ClientSession
+) -> None:
+    daemon = await daemon_factory()
+    api = Api(http, daemon.url)
+    status, _ = await api.put("/api/settings/active_provider", {"value": "lm-studio-default"})
+    assert status == 200
+    client = await connect(daemon)
+    status, _ = await api.delete("/api/providers/lm-studio-default")
+    assert status == 200
+    deleted = await client.expect("providers:updated")
+    assert deleted["action"] == "deleted"
+    cleared = await client.expect("settings:updated")
+    assert cleared["key"] == "active_provider"
+    assert cleared["settings"]["active_provider"] is None
+    assert cleared["seq"] == deleted["seq"] + 1
