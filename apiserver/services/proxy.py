@@ -102,6 +102,7 @@ class ProxyService:
         self._orphan_policy = orphan_policy
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._last: tuple[str, asyncio.Task[Any]] | None = None  # last command queued
         self._order = asyncio.Lock()
         status.set_children_status(self.children_status)
         manager.add_listener(self._on_transition)
@@ -198,21 +199,27 @@ class ProxyService:
         """Record the wish and queue the operation, both in call order; answer with the outcome.
 
         The desired state written last is the one of the operation queued last, so the stored
-        wish never contradicts what the supervisor ends up doing.
+        wish never contradicts what the supervisor ends up doing. A command equal to the last
+        one queued and still running shares it instead of queueing another.
         """
         target = ChildState.RUNNING if all(wanted.values()) else ChildState.STOPPED
         async with self._order:
             await self._remember(wanted)
             if already is not None and not self._inflight and self._settled(wanted, target):
                 return await self._answer(already, wanted, target)
-            # A fresh context: the children's tasks outlive this request and must not log its
-            # id. Kept and shielded: a client that hangs up must not cancel a half-done command.
-            task = asyncio.get_running_loop().create_task(
-                operation(), context=contextvars.Context()
-            )
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            self._keep(task)
+            if self._last is not None and self._last[0] == message and not self._last[1].done():
+                task = self._last[1]
+            else:
+                # A fresh context: the children's tasks outlive this request and must not log
+                # its id. Kept and shielded: a client that hangs up must not cancel a half-done
+                # command.
+                task = asyncio.get_running_loop().create_task(
+                    operation(), context=contextvars.Context()
+                )
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                self._keep(task)
+                self._last = (message, task)
         if not wait:
             await asyncio.sleep(0)  # let the start begin: the answer shows "starting"
             return await self._answer("Proxy servers are starting", wanted, None)
