@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import random
 import signal
-import socket
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psutil
 import structlog
 
+from supervisor import process
 from supervisor.events import (
     ExitInfo,
     LogLine,
@@ -361,7 +360,7 @@ class ChildProcess:
         """
         if self._detached or self._state not in (ChildState.STOPPED, ChildState.FAILED):
             raise RuntimeError(f"{self.name}: cannot adopt while {self._state}")
-        ps = _same_process(pid, create_time)
+        ps = process.same_process(pid, create_time)
         if ps is None:
             self._log.info("child_orphan_not_ours", pid=pid)
             return False
@@ -406,7 +405,7 @@ class ChildProcess:
 
     async def stop_orphan(self, pid: int, create_time: float) -> bool:
         """Stop a recorded orphan and its tree (SIGTERM, then SIGKILL); False if not ours."""
-        ps = _same_process(pid, create_time)
+        ps = process.same_process(pid, create_time)
         if ps is None:
             self._log.info("child_orphan_not_ours", pid=pid)
             return False
@@ -418,13 +417,15 @@ class ChildProcess:
         everything = [ps, *tree.values()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.stop_timeout
-        _signal_tree(pid, own_group, tree.values(), signal.SIGTERM, include_tree=True)
+        process.signal_tree(pid, own_group, tree.values(), signal.SIGTERM, include_tree=True)
         ended_by = "SIGTERM"
-        if not await _wait_tree_gone(everything, deadline):
+        if not await process.wait_tree_gone(everything, deadline):
             ended_by = "SIGKILL"
-            _signal_tree(pid, own_group, tree.values(), signal.SIGKILL, include_tree=True)
-            if not await _wait_tree_gone(everything, loop.time() + _KILL_GRACE):
-                self._log.warning("child_tree_survived", pids=sorted(_alive_pids(everything)))
+            process.signal_tree(pid, own_group, tree.values(), signal.SIGKILL, include_tree=True)
+            if not await process.wait_tree_gone(everything, loop.time() + _KILL_GRACE):
+                self._log.warning(
+                    "child_tree_survived", pids=sorted(process.alive_pids(everything))
+                )
         self._log.info("child_orphan_stopped", pid=pid, signal=ended_by)
         return True
 
@@ -540,9 +541,9 @@ class ChildProcess:
 
     async def _port_problem(self) -> str | None:
         port = self.spec.port
-        if not _port_in_use(self.spec.host, port):
+        if not process.port_in_use(self.spec.host, port):
             return None
-        pid, name = await asyncio.to_thread(_port_holder, port)
+        pid, name = await asyncio.to_thread(process.port_holder, port)
         if pid is None:
             return f"port {port} in use by an unknown process"
         return f"port {port} in use by pid {pid} ({name or 'unknown'})"
@@ -555,13 +556,13 @@ class ChildProcess:
         # Our own pipes rather than PIPE: the process transport then closes at exit even if an
         # escaped grandchild keeps the pipes open, and we can close the read ends ourselves.
         try:
-            out = await _open_reader(out_r)
+            out = await process.open_reader(out_r)
         except BaseException:
             for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
             raise
         try:
-            err = await _open_reader(err_r)
+            err = await process.open_reader(err_r)
         except BaseException:
             out[1].close()
             for fd in (out_w, err_r, err_w):
@@ -624,7 +625,7 @@ class ChildProcess:
         ready = False
         while (remaining := deadline - loop.time()) > 0:
             timeout = min(spec.probe_timeout, remaining)
-            if await _http_ok(spec.host, spec.port, spec.health_path, timeout):
+            if await process.http_ok(spec.host, spec.port, spec.health_path, timeout):
                 ready = True
                 break
             await asyncio.sleep(_READY_POLL)
@@ -646,7 +647,7 @@ class ChildProcess:
             await asyncio.sleep(spec.liveness_interval)
             if run is not self._run or self._state is not ChildState.RUNNING:
                 return
-            if await _http_ok(spec.host, spec.port, spec.health_path, spec.probe_timeout):
+            if await process.http_ok(spec.host, spec.port, spec.health_path, spec.probe_timeout):
                 failures = 0
                 self._healthy = True
                 continue
@@ -661,7 +662,9 @@ class ChildProcess:
         """Kill a run that is alive but useless; its watcher then reports the failure."""
         run.kill_reason = reason
         self._log.warning("child_killed", pid=run.pid, reason=reason)
-        _signal_tree(run.pid, run.own_group, run.tree.values(), signal.SIGKILL, include_tree=True)
+        process.signal_tree(
+            run.pid, run.own_group, run.tree.values(), signal.SIGKILL, include_tree=True
+        )
 
     # ------------------------------------------------------------------ exits
 
@@ -670,7 +673,7 @@ class ChildProcess:
         if run.proc is not None:
             returncode = await run.proc.wait()
             if returncode < 0:
-                run.exit_signal = _signal_name(-returncode)
+                run.exit_signal = process.signal_name(-returncode)
             else:
                 run.exit_code = returncode
         elif run.gone is not None:
@@ -687,7 +690,9 @@ class ChildProcess:
         # Unexpected: kill what is left of the tree so the port and pipes are released, and
         # give the readers a moment so the last stderr lines make it into the reason.
         self._cancel(self._probe_task)
-        _signal_tree(run.pid, run.own_group, run.tree.values(), signal.SIGKILL, include_tree=True)
+        process.signal_tree(
+            run.pid, run.own_group, run.tree.values(), signal.SIGKILL, include_tree=True
+        )
         if run.readers:
             await asyncio.wait(run.readers, timeout=_DRAIN)
         if run is not self._run or self._state not in (ChildState.STARTING, ChildState.RUNNING):
@@ -725,7 +730,7 @@ class ChildProcess:
         self._failures.append(now)
         while self._failures and self._failures[0] < now - spec.crash_window:
             self._failures.popleft()
-        exit_text = run.kill_reason or _describe_exit(run.exit_code, run.exit_signal)
+        exit_text = run.kill_reason or process.describe_exit(run.exit_code, run.exit_signal)
         exit_kw: dict[str, Any] = {
             "exit_code": run.exit_code,
             "exit_signal": run.exit_signal,
@@ -783,34 +788,34 @@ class ChildProcess:
         ended_by: str | None = None
         if not run.exited.done():
             ended_by = "SIGTERM"
-            _signal_tree(
+            process.signal_tree(
                 run.pid, run.own_group, run.tree.values(), signal.SIGTERM, include_tree=True
             )
-            if not await _wait_future(run.exited, deadline - loop.time()):
+            if not await process.wait_future(run.exited, deadline - loop.time()):
                 ended_by = "SIGKILL"
-                _signal_tree(
+                process.signal_tree(
                     run.pid, run.own_group, run.tree.values(), signal.SIGKILL, include_tree=True
                 )
-                if not await _wait_future(run.exited, _KILL_GRACE):
+                if not await process.wait_future(run.exited, _KILL_GRACE):
                     self._log.warning("child_unkillable", pid=run.pid)
         # The leader is gone; descendants get the rest of the stop timeout, then SIGKILL
         # (after an escalation they already had it: they only need a moment to die).
         leftovers = False
         if ended_by == "SIGKILL":
             deadline = max(deadline, loop.time() + _KILL_GRACE)
-        if not await _wait_tree_gone(run.tree.values(), deadline):
+        if not await process.wait_tree_gone(run.tree.values(), deadline):
             leftovers = True
-            _signal_tree(
+            process.signal_tree(
                 run.pid, run.own_group, run.tree.values(), signal.SIGKILL, include_tree=True
             )
-            if not await _wait_tree_gone(run.tree.values(), loop.time() + _KILL_GRACE):
+            if not await process.wait_tree_gone(run.tree.values(), loop.time() + _KILL_GRACE):
                 self._log.warning(
-                    "child_tree_survived", pids=sorted(_alive_pids(run.tree.values()))
+                    "child_tree_survived", pids=sorted(process.alive_pids(run.tree.values()))
                 )
         if run.readers:
             await asyncio.wait(run.readers, timeout=_DRAIN)
         if ended_by is None:
-            reason = "stopped (" + _describe_exit(run.exit_code, run.exit_signal) + ")"
+            reason = "stopped (" + process.describe_exit(run.exit_code, run.exit_signal) + ")"
         elif ended_by == "SIGKILL":
             reason = f"stopped with SIGKILL after {spec.stop_timeout:g}s stop timeout"
         else:
@@ -874,7 +879,7 @@ class ChildProcess:
     async def _poll_gone(self, run: _Run) -> None:
         """Watch an adopted process without pidfd support (polling is the only way left)."""
         while True:
-            if run.ps is None or not _alive(run.ps):
+            if run.ps is None or not process.alive(run.ps):
                 break
             await asyncio.sleep(_TREE_POLL)
         if run.gone is not None and not run.gone.done():
@@ -919,44 +924,6 @@ def _notify(log: Any, listeners: list[Callable[[_T], None]], item: _T) -> None:
             log.exception("listener_failed", listener=repr(callback))
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _describe_exit(code: int | None, sig: str | None) -> str:
-    if sig is not None:
-        return f"exited with signal {sig}"
-    if code is not None:
-        return f"exited with code {code}"
-    return "exited (status unknown)"
-
-
-def _same_process(pid: int, create_time: float) -> psutil.Process | None:
-    """Return the process if ``pid`` still runs with ``create_time`` (not a recycled pid)."""
-    try:
-        ps = psutil.Process(pid)
-        if abs(ps.create_time() - create_time) > 0.01 or not _alive(ps):
-            return None
-    except psutil.Error:
-        return None
-    return ps
-
-
-def _alive(ps: psutil.Process) -> bool:
-    """Return True if the process runs (a zombie counts as gone: it holds nothing but a pid)."""
-    try:
-        return ps.is_running() and ps.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _alive_pids(procs: Iterable[psutil.Process]) -> list[int]:
-    return [p.pid for p in procs if _alive(p)]
-
-
 def _descendants(run: _Run) -> dict[int, psutil.Process]:
     if run.ps is None:
         return {}
@@ -964,117 +931,3 @@ def _descendants(run: _Run) -> dict[int, psutil.Process]:
         return {p.pid: p for p in run.ps.children(recursive=True)}
     except psutil.Error:
         return {}
-
-
-def _signal_tree(
-    pid: int,
-    own_group: bool,
-    tree: Iterable[psutil.Process],
-    sig: signal.Signals,
-    *,
-    include_tree: bool,
-) -> None:
-    """Signal the process group (or the process), then known descendants that escaped it."""
-    try:
-        if own_group:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-    if not include_tree:
-        return
-    for proc in list(tree):
-        try:
-            if own_group and os.getpgid(proc.pid) == pid:
-                continue  # already signalled through the group (twice may mean "force")
-        except ProcessLookupError:
-            continue
-        # send_signal checks the create time, so a recycled pid is never hit.
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)
-
-
-async def _wait_future(future: asyncio.Future[None], timeout: float) -> bool:
-    if future.done():
-        return True
-    if timeout <= 0:
-        return False
-    done, _ = await asyncio.wait({future}, timeout=timeout)
-    return bool(done)
-
-
-async def _wait_tree_gone(procs: Iterable[psutil.Process], deadline: float) -> bool:
-    """Deadline-poll until none of ``procs`` runs; psutil gives no exit notification."""
-    loop = asyncio.get_running_loop()
-    procs = list(procs)
-    while True:
-        if not _alive_pids(procs):
-            return True
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(_TREE_POLL)
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR ignores TIME_WAIT leftovers but still fails on a live listener.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
-    return False
-
-
-def _port_holder(port: int) -> tuple[int | None, str | None]:
-    """Return (pid, name) of the process listening on ``port``, as far as we may see it."""
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except psutil.Error:
-        return None, None
-    for conn in connections:
-        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
-            continue
-        if conn.pid is None:
-            continue
-        try:
-            return conn.pid, psutil.Process(conn.pid).name()
-        except psutil.Error:
-            return conn.pid, None
-    return None, None
-
-
-async def _open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=_LINE_LIMIT)
-    pipe = os.fdopen(fd, "rb", buffering=0)
-    try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe
-        )
-    except BaseException:
-        pipe.close()
-        raise
-    return reader, transport
-
-
-async def _http_ok(host: str, port: int, path: str, timeout: float) -> bool:
-    """Return True if ``GET http://host:port/path`` answers 200 within ``timeout``."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(request.encode("ascii"))
-                await writer.drain()
-                status = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError, ValueError):
-        return False
-    parts = status.split()
-    return len(parts) >= 2 and parts[1] == b"200"
