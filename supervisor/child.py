@@ -35,10 +35,8 @@ ExitListener = Callable[[ProcessExit], None]
 _T = TypeVar("_T")
 
 _READY_POLL = 0.025  # seconds between readiness probes while STARTING
-_TREE_POLL = 0.02  # seconds between checks that a stopped tree is gone (no exit notification)
 _DRAIN = 0.2  # how long a crash waits for the last output lines before it is classified
 _KILL_GRACE = 2.0  # how long SIGKILLed processes get to disappear before we give up and log
-_LINE_LIMIT = 64 * 1024  # longer lines are split rather than blocking the reader
 _STDERR_TAIL = 3  # stderr lines quoted in a FAILED reason
 
 
@@ -848,7 +846,7 @@ class ChildProcess:
                         self._line(stream, exc.partial)
                     return
                 except asyncio.LimitOverrunError:
-                    raw = await reader.read(_LINE_LIMIT)  # an overlong line comes in pieces
+                    raw = await reader.read(process.LINE_LIMIT)  # an overlong line comes in pieces
                 self._line(stream, raw)
         finally:
             transport.close()
@@ -881,7 +879,7 @@ class ChildProcess:
         while True:
             if run.ps is None or not process.alive(run.ps):
                 break
-            await asyncio.sleep(_TREE_POLL)
+            await asyncio.sleep(process.TREE_POLL)
         if run.gone is not None and not run.gone.done():
             run.gone.set_result(None)
 
