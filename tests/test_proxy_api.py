@@ -645,23 +645,40 @@ async def crash_daemon_with_children(
     return pids
 
 
+def orphan_env(ports: dict[str, int], policy: str) -> dict[str, str]:
+    """Return the daemon environment of the orphan tests (fixed ports, one policy)."""
+    return child_env(
+        QWEN_PROXY_PORT=ports["qwenProxy"],
+        PROVIDER_ROUTER_PORT=ports["providerRouter"],
+        ORPHAN_POLICY=policy,
+    )
+
+
+async def orphans_of_a_killed_daemon(
+    daemon_factory: DaemonFactory,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    reaper: list[psutil.Process],
+    policy: str,
+) -> tuple[dict[str, int], Path, dict[str, int], list[psutil.Process]]:
+    """Start both children under a daemon, SIGKILL it; return ports, database, pids, processes."""
+    ports = {"qwenProxy": free_port(), "providerRouter": free_port()}
+    db_path = tmp_path / "store.db"
+    env = orphan_env(ports, policy)
+    pids = await crash_daemon_with_children(daemon_factory, http, env, db_path, reaper)
+    return ports, db_path, pids, [psutil.Process(pid) for pid in pids.values()]
+
+
 async def test_orphans_are_adopted_by_the_next_daemon(
     daemon_factory: DaemonFactory,
     http: aiohttp.ClientSession,
     tmp_path: Path,
     reaper: list[psutil.Process],
 ) -> None:
-    ports = {"qwenProxy": free_port(), "providerRouter": free_port()}
-    env = child_env(
-        QWEN_PROXY_PORT=ports["qwenProxy"],
-        PROVIDER_ROUTER_PORT=ports["providerRouter"],
-        ORPHAN_POLICY="adopt",
+    ports, db_path, pids, orphans = await orphans_of_a_killed_daemon(
+        daemon_factory, http, tmp_path, reaper, "adopt"
     )
-    db_path = tmp_path / "store.db"
-    pids = await crash_daemon_with_children(daemon_factory, http, env, db_path, reaper)
-    orphans = [psutil.Process(pid) for pid in pids.values()]
-
-    daemon = await daemon_factory(env=env, db_path=db_path)
+    daemon = await daemon_factory(env=orphan_env(ports, "adopt"), db_path=db_path)
     api = Api(http, daemon.url)
     body = await wait_status(api, both("running"), "both adopted and running")
     assert {key: body[key]["pid"] for key in KEYS} == pids
@@ -684,17 +701,10 @@ async def test_orphans_are_stopped_and_replaced_by_the_next_daemon(
     tmp_path: Path,
     reaper: list[psutil.Process],
 ) -> None:
-    ports = {"qwenProxy": free_port(), "providerRouter": free_port()}
-    env = child_env(
-        QWEN_PROXY_PORT=ports["qwenProxy"],
-        PROVIDER_ROUTER_PORT=ports["providerRouter"],
-        ORPHAN_POLICY="stop",
+    ports, db_path, pids, orphans = await orphans_of_a_killed_daemon(
+        daemon_factory, http, tmp_path, reaper, "stop"
     )
-    db_path = tmp_path / "store.db"
-    pids = await crash_daemon_with_children(daemon_factory, http, env, db_path, reaper)
-    orphans = [psutil.Process(pid) for pid in pids.values()]
-
-    daemon = await daemon_factory(env=env, db_path=db_path)
+    daemon = await daemon_factory(env=orphan_env(ports, "stop"), db_path=db_path)
     # The orphans are stopped before the daemon answers; init may take a moment to reap them.
     await wait_until(lambda: living(orphans) == [], "the orphans to be stopped", 2)
     assert sorted(e["pid"] for e in daemon.logs("orphan_recovered")) == sorted(pids.values())
