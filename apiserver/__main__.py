@@ -14,7 +14,7 @@ from aiohttp import web
 from apiserver import __version__
 from apiserver.config import ConfigError, Settings, help_text
 from apiserver.instance import DatabaseInUse, exclusive_database
-from apiserver.logsetup import configure, get_logger
+from qwenstack_core.logsetup import configure, get_logger
 
 SHUTDOWN_TIMEOUT_S = 5.0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from qwenstack_core import errors as store_errors
+
 
 class APIError(Exception):
     """An error rendered as ``{"error": {message, type, code, details?}}``."""
@@ -132,3 +134,14 @@ def internal_error(request_id: str | None) -> dict[str, Any]:
     if request_id:
         message += f" (request id {request_id})"
     return {"error": {"message": message, "type": "internal_error", "code": "internal_error"}}
+
+
+def from_store(exc: store_errors.StoreError) -> APIError:
+    """Map one of the store's errors to its HTTP error (404, 409 or 400), keeping its code."""
+    if isinstance(exc, store_errors.NotFound):
+        return NotFound(exc.message, code=exc.code)
+    if isinstance(exc, store_errors.Conflict):
+        return Conflict(exc.message, code=exc.code)
+    if isinstance(exc, store_errors.Invalid):
+        return ValidationFailed(exc.details, exc.message)
+    return APIError(INTERNAL_MESSAGE)

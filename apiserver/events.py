@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from apiserver.logsetup import get_logger
+from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.events")
 

@@ -14,7 +14,7 @@ from apiserver.services.provider_checks import ProviderChecks
 from apiserver.services.proxy import ProxyService
 from apiserver.services.settings import SettingsService
 from apiserver.services.status import StatusService
-from apiserver.store import Store
+from qwenstack_core.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)

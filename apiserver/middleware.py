@@ -14,9 +14,10 @@ from aiohttp.typedefs import Middleware
 
 from apiserver import errors
 from apiserver.events import response_gate
-from apiserver.logsetup import get_logger
 from apiserver.schemas import check_body_headers
 from apiserver.security import AccessPolicy, bearer, same_origin
+from qwenstack_core.errors import StoreError
+from qwenstack_core.logsetup import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -68,6 +69,8 @@ def request_context() -> Middleware:
             response = await handler(request)
         except errors.APIError as exc:
             response = json_error(exc, request_id)
+        except StoreError as exc:
+            response = json_error(errors.from_store(exc), request_id)
         except web.HTTPException as exc:
             if exc.status < 400:  # redirects and the like pass through untouched
                 raise

@@ -26,7 +26,6 @@ from aiohttp import web
 from socketio import packet as sio_packet
 
 from apiserver.events import Event, EventPublisher
-from apiserver.logsetup import get_logger
 from apiserver.realtime_transport import (
     PACKET_DATA_FILTER,
     DirectQueue,
@@ -35,6 +34,7 @@ from apiserver.realtime_transport import (
 )
 from apiserver.security import AccessPolicy, bearer, same_origin
 from apiserver.services.status import StatusService
+from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.realtime")
 

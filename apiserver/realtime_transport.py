@@ -33,7 +33,7 @@ import socketio
 from aiohttp import web
 from engineio import packet as eio_packet
 
-from apiserver.logsetup import get_logger
+from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.realtime")
 

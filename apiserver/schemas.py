@@ -12,7 +12,7 @@ from typing import Any, Final, cast
 from aiohttp import web
 
 from apiserver import errors
-from apiserver.store.providers import PROVIDER_TYPES
+from qwenstack_core.store.providers import PROVIDER_TYPES
 
 ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ID_RULE: Final = "must match ^[a-z0-9][a-z0-9._-]{0,63}$"

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from apiserver.store import LATEST_VERSION, connect, migrate
+from qwenstack_core.store import LATEST_VERSION, connect, migrate
 from tests.conftest import DaemonFactory
 from tests.support.daemon import Api, Daemon
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from apiserver import errors
 from apiserver.keys import HISTORY
 from apiserver.schemas import Page, query_bool, query_int
-from apiserver.store.history import RequestFilter, ResponseFilter, Row
+from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from apiserver.schemas import (
     query_bool,
     read_json,
 )
-from apiserver.store.providers import PROVIDER_TYPES
+from qwenstack_core.store.providers import PROVIDER_TYPES
 
 
 def _provider_id(request: web.Request) -> str:

@@ -7,7 +7,7 @@ from aiohttp import web
 from apiserver import errors
 from apiserver.keys import SETTINGS_SERVICE
 from apiserver.schemas import bulk_settings, read_json, setting_value
-from apiserver.store.settings import CATEGORIES
+from qwenstack_core.store.settings import CATEGORIES
 
 
 async def list_settings(request: web.Request) -> web.Response:

@@ -7,10 +7,10 @@ from typing import Any
 
 from apiserver.events import EventPublisher, iso_now
 from apiserver.schemas import ConfigValueIn, LinkIn, ModelIn, ProviderIn
-from apiserver.store import Store
-from apiserver.store import models as model_rows
-from apiserver.store import providers as provider_rows
-from apiserver.store import settings as setting_rows
+from qwenstack_core.store import Store
+from qwenstack_core.store import models as model_rows
+from qwenstack_core.store import providers as provider_rows
+from qwenstack_core.store import settings as setting_rows
 
 Row = dict[str, Any]
 

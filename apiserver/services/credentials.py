@@ -8,8 +8,8 @@ from typing import Any
 
 from apiserver.events import EventPublisher, iso_now
 from apiserver.schemas import CredentialsIn
-from apiserver.store import Store
-from apiserver.store import credentials as rows
+from qwenstack_core.store import Store
+from qwenstack_core.store import credentials as rows
 
 
 class CredentialService:

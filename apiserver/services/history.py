@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 
 from apiserver.schemas import Page
-from apiserver.store import Store
-from apiserver.store import history as rows
-from apiserver.store.history import RequestFilter, ResponseFilter, Row
-from apiserver.store.providers import now_ms
+from qwenstack_core.store import Store
+from qwenstack_core.store import history as rows
+from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
+from qwenstack_core.store.providers import now_ms
 
 Listing = tuple[list[Row], int]
 

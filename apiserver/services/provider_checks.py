@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 
 from apiserver.events import iso_now
-from apiserver.logsetup import get_logger
 from apiserver.services.catalog import ProviderService
+from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.provider_checks")
 

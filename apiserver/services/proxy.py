@@ -17,10 +17,10 @@ from typing import Any
 from apiserver.config import Settings
 from apiserver.errors import NotFound
 from apiserver.events import EventPublisher
-from apiserver.logsetup import get_logger
 from apiserver.services.status import StatusService
-from apiserver.store import Store, supervision
-from apiserver.store import settings as setting_rows
+from qwenstack_core.logsetup import get_logger
+from qwenstack_core.store import Store, supervision
+from qwenstack_core.store import settings as setting_rows
 from supervisor import (
     ChildSpec,
     ChildState,

@@ -7,8 +7,8 @@ from typing import Any
 
 from apiserver.events import EventPublisher
 from apiserver.services.catalog import settings_payload
-from apiserver.store import Store
-from apiserver.store import settings as rows
+from qwenstack_core.store import Store
+from qwenstack_core.store import settings as rows
 
 
 class SettingsService:

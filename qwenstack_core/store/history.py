@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from apiserver.errors import NotFound
+from qwenstack_core.errors import NotFound
 
 Row = dict[str, Any]
 Page = tuple[list[Row], int]

@@ -243,7 +243,7 @@ def seed(conn: sqlite3.Connection, *, qwen_api_key: object = None) -> None:
             (mid, 1 if mid == "qwen3-max" else 0, now, now),
         )
     # Imported here: the registry lives beside its validation, and imports this package.
-    from apiserver.store.settings import SETTINGS
+    from qwenstack_core.store.settings import SETTINGS
 
     for key, definition in SETTINGS.items():
         conn.execute(

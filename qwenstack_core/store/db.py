@@ -8,8 +8,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from apiserver.store import schema
-from apiserver.store.worker import DatabaseThread
+from qwenstack_core.store import schema
+from qwenstack_core.store.worker import DatabaseThread
 
 T = TypeVar("T")
 

@@ -6,9 +6,9 @@ import json
 import sqlite3
 from typing import Any
 
-from apiserver.errors import Conflict, NotFound
-from apiserver.redaction import mask_nested
-from apiserver.store.providers import now_ms
+from qwenstack_core.errors import Conflict, NotFound
+from qwenstack_core.redaction import mask_nested
+from qwenstack_core.store.providers import now_ms
 
 _COLUMNS = "m.id, m.name, m.description, m.capabilities, m.created_at, m.updated_at"
 

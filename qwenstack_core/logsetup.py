@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from apiserver.redaction import MASK, is_secret_name
+from qwenstack_core.redaction import MASK, is_secret_name
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:

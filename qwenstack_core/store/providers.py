@@ -7,8 +7,8 @@ import sqlite3
 import time
 from typing import Any
 
-from apiserver.errors import Conflict, NotFound
-from apiserver.redaction import MASK, is_secret_name, mask_nested
+from qwenstack_core.errors import Conflict, NotFound
+from qwenstack_core.redaction import MASK, is_secret_name, mask_nested
 
 PROVIDER_TYPES = ("qwen-proxy", "lm-studio", "qwen-direct", "openai-compatible")
 

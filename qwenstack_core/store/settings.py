@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from apiserver.errors import NotFound, ValidationFailed, invalid_field
-from apiserver.store.providers import now_ms
+from qwenstack_core.errors import Invalid, NotFound, invalid_field
+from qwenstack_core.store.providers import now_ms
 
 Check = Callable[[Any], str | None]  # returns an error message, or None when valid
 
@@ -146,10 +146,10 @@ def put_many(conn: sqlite3.Connection, values: dict[str, Any]) -> list[str]:
             continue
         try:
             validate(conn, key, value)
-        except ValidationFailed as exc:
+        except Invalid as exc:
             details.extend(exc.details or [])
     if details:
-        raise ValidationFailed(details)
+        raise Invalid(details)
     for key, value in values.items():
         put(conn, key, value)
     return list(values)
