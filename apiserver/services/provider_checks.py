@@ -9,14 +9,11 @@ import aiohttp
 
 from apiserver.events import iso_now
 from apiserver.services.catalog import ProviderService
+from qwenstack_core import provider_urls
 from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.provider_checks")
 
-DEFAULT_BASE_URLS = {
-    "lm-studio": "http://localhost:1234/v1",
-    "qwen-direct": "https://dashscope.aliyuncs.com/compatible-mode/v1",
-}
 TEST_TIMEOUT_S = 10.0
 
 
@@ -32,7 +29,7 @@ class ProviderChecks:
     ) -> None:
         self._providers = providers
         self._session: aiohttp.ClientSession | None = None
-        self._qwen_proxy_url = f"http://127.0.0.1:{qwen_proxy_port}/v1"
+        self._qwen_proxy_port = qwen_proxy_port
         self._router_url = f"http://127.0.0.1:{router_port}"
 
     @property
@@ -49,12 +46,9 @@ class ProviderChecks:
 
     def base_url(self, provider: dict[str, Any], config: dict[str, Any]) -> str | None:
         """Return the provider's OpenAI-compatible base URL (config first, then type default)."""
-        url = config.get("baseURL")
-        if isinstance(url, str) and url:
-            return url.rstrip("/")
-        if provider["type"] == "qwen-proxy":
-            return self._qwen_proxy_url
-        return DEFAULT_BASE_URLS.get(provider["type"])
+        return provider_urls.base_url(
+            provider["type"], config, qwen_proxy_port=self._qwen_proxy_port
+        )
 
     async def test(self, provider_id: str) -> dict[str, Any]:
         """Call GET {baseURL}/models (never a billed completion) and report what happened."""

@@ -40,8 +40,17 @@ class Store:
     whole on any error, so nothing is half-written.
     """
 
-    def __init__(self, path: Path, *, seed_options: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        seed_options: dict[str, object] | None = None,
+        migrate: bool = True,
+    ) -> None:
         self.path = path
+        # Only the daemon migrates and seeds; a child opens with migrate=False and refuses a
+        # schema it does not know.
+        self._migrate = migrate
         self._seed_options = seed_options or {}
         self._thread = DatabaseThread()
         self._conn: sqlite3.Connection | None = None
@@ -53,12 +62,22 @@ class Store:
         self._cache: dict[Hashable, tuple[int, Any]] = {}
 
     async def open(self) -> None:
-        """Connect and migrate the schema."""
+        """Connect, then migrate the schema (or, with ``migrate=False``, check its version)."""
         await self._run(self._open_sync)
 
     def _open_sync(self) -> None:
-        self._conn = connect(self.path)
-        self.migrated_from, _ = schema.migrate(self._conn, seed_options=self._seed_options)
+        if not self._migrate and not self.path.exists():
+            raise schema.SchemaMismatch(f"no database at {self.path}: start the API server first")
+        conn = connect(self.path)
+        try:
+            if self._migrate:
+                self.migrated_from, _ = schema.migrate(conn, seed_options=self._seed_options)
+            else:
+                self.migrated_from = schema.require_version(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""

@@ -150,7 +150,30 @@ def _v3_supervision(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_history, _v3_supervision)
+def _v4_children(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        -- qwen-proxy: an OpenAI conversation (hash of its first user message and first assistant
+        -- reply) mapped to its Qwen web chat, so turn N+1 continues the same chat.
+        CREATE TABLE qwen_conversations (
+            key TEXT PRIMARY KEY,
+            chat_id TEXT NOT NULL,
+            parent_id TEXT,                   -- id of the last assistant message in the chat
+            model TEXT,
+            turns INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,      -- Unix ms
+            updated_at INTEGER NOT NULL       -- Unix ms
+        );
+        CREATE INDEX qwen_conversations_updated ON qwen_conversations(updated_at);
+        -- provider-router: time to first byte and the class of error of each answer.
+        ALTER TABLE responses ADD COLUMN ttfb_ms INTEGER;
+        ALTER TABLE responses ADD COLUMN error_class TEXT
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_history, _v3_supervision, _v4_children)
 LATEST_VERSION = len(MIGRATIONS)
 
 DEFAULT_MODELS: tuple[tuple[str, str, str, list[str]], ...] = (
@@ -165,6 +188,31 @@ def schema_version(conn: sqlite3.Connection) -> int:
     """Return the schema version recorded in the file (0 for an empty database)."""
     row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0])
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Return SQLite's ``PRAGMA data_version``: it changes when *another* connection commits.
+
+    The children poll it to know, without a query of their tables, whether the daemon changed
+    anything since they last read it.
+    """
+    row = conn.execute("PRAGMA data_version").fetchone()
+    return int(row[0])
+
+
+class SchemaMismatch(RuntimeError):
+    """The database file's schema is not the one this program was built for."""
+
+
+def require_version(conn: sqlite3.Connection) -> int:
+    """Refuse a schema other than ``LATEST_VERSION`` (a child never migrates; the daemon does)."""
+    version = schema_version(conn)
+    if version != LATEST_VERSION:
+        raise SchemaMismatch(
+            f"database schema version {version} is not the version this program knows"
+            f" ({LATEST_VERSION}); start the API server of the same release to migrate it"
+        )
+    return version
 
 
 def migrate(
