@@ -12,7 +12,6 @@ from apiserver.api import events as events_api
 from apiserver.api import settings as settings_api
 from apiserver.config import Settings
 from apiserver.events import EventPublisher
-from apiserver.schemas import MAX_BODY
 from apiserver.security import AccessPolicy
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
@@ -21,6 +20,7 @@ from apiserver.services.provider_checks import ProviderChecks
 from apiserver.services.proxy import ProxyService, child_specs
 from apiserver.services.settings import SettingsService
 from apiserver.services.status import StatusService, stopped_children
+from apiserver.validation import MAX_BODY
 from qwenstack_core.logsetup import get_logger
 from qwenstack_core.store import Store
 from supervisor import SupervisorManager

@@ -14,8 +14,8 @@ from aiohttp.typedefs import Middleware
 
 from apiserver import errors
 from apiserver.events import response_gate
-from apiserver.schemas import check_body_headers
 from apiserver.security import AccessPolicy, bearer, same_origin
+from apiserver.validation import check_body_headers
 from qwenstack_core.errors import StoreError
 from qwenstack_core.logsetup import get_logger
 

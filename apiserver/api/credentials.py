@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.keys import CREDENTIALS
-from apiserver.schemas import CredentialsIn, read_json
+from apiserver.schemas import CredentialsIn
+from apiserver.validation import read_json
 
 
 async def save(request: web.Request) -> web.Response:

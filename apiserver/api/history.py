@@ -11,7 +11,7 @@ from aiohttp import web
 
 from apiserver import errors
 from apiserver.keys import HISTORY
-from apiserver.schemas import Page, query_bool, query_int
+from apiserver.validation import Page, query_bool, query_int
 from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
 
 T = TypeVar("T")

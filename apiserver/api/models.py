@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.keys import MODELS
-from apiserver.schemas import ModelIn, model_changes, path_id, read_json
+from apiserver.schemas import ModelIn, model_changes
+from apiserver.validation import path_id, read_json
 
 
 def _model_id(request: web.Request) -> str:

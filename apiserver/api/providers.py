@@ -12,11 +12,9 @@ from apiserver.schemas import (
     LinkIn,
     ProviderIn,
     config_values,
-    path_id,
     provider_changes,
-    query_bool,
-    read_json,
 )
+from apiserver.validation import path_id, query_bool, read_json
 from qwenstack_core.store.providers import PROVIDER_TYPES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.keys import PROXY
-from apiserver.schemas import query_bool, query_int
+from apiserver.validation import query_bool, query_int
 
 
 def _child(request: web.Request) -> str:

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from apiserver import errors
 from apiserver.keys import SETTINGS_SERVICE
-from apiserver.schemas import bulk_settings, read_json, setting_value
+from apiserver.schemas import bulk_settings, setting_value
+from apiserver.validation import read_json
 from qwenstack_core.store.settings import CATEGORIES
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from apiserver.schemas import Page
-from qwenstack_core.store import Store
+from apiserver.validation import Page
+from qwenstack_core.store import Store, history_stats
 from qwenstack_core.store import history as rows
 from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
 from qwenstack_core.store.providers import now_ms
@@ -64,7 +64,7 @@ class HistoryService:
         )
 
     async def response_stats(self, filters: ResponseFilter) -> Row:
-        return await self._store.read(lambda c: rows.response_stats(c, filters))
+        return await self._store.read(lambda c: history_stats.response_stats(c, filters))
 
     async def response(self, ref: str) -> Row:
         return await self._store.read(lambda c: rows.get_response(c, ref))
@@ -75,8 +75,8 @@ class HistoryService:
     # -- activity --------------------------------------------------------------------------
 
     async def recent_activity(self, limit: int) -> Listing:
-        return await self._store.read(lambda c: rows.recent_activity(c, limit=limit))
+        return await self._store.read(lambda c: history_stats.recent_activity(c, limit=limit))
 
     async def activity_stats(self) -> Row:
         now = now_ms()
-        return await self._store.read(lambda c: rows.activity_stats(c, now=now))
+        return await self._store.read(lambda c: history_stats.activity_stats(c, now=now))

@@ -1,4 +1,7 @@
-"""Request history: sessions, requests and responses (written by the children, read here)."""
+"""Request history: list, read and delete sessions, requests and responses.
+
+The children write these rows; aggregates over them are in history_stats.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +16,9 @@ from qwenstack_core.errors import NotFound
 Row = dict[str, Any]
 Page = tuple[list[Row], int]
 
-DAY_MS = 24 * 60 * 60 * 1000
-
 # A row id given as text: plain ASCII digits, no sign, no leading zero, within SQLite's int64.
 # Anything else ("12abc", "012", "+12", "１２") is not an id, so it cannot match one.
 _ROW_ID = re.compile(r"0|[1-9][0-9]{0,17}")
-
-# One definition of "this response is an error", shared by every count.
-_IS_ERROR = "(r.error IS NOT NULL OR r.status_code >= 400)"
 
 _SESSION_COLUMNS = (
     "s.id, s.chat_id, s.parent_id, s.first_user_message, s.message_count, s.created_at,"
@@ -123,11 +121,7 @@ def _response(row: sqlite3.Row) -> Row:
     }
 
 
-def _avg(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-class _Where:
+class Where:
     """AND-ed conditions with their arguments."""
 
     def __init__(self) -> None:
@@ -142,14 +136,15 @@ class _Where:
         return " WHERE " + " AND ".join(self.terms) if self.terms else ""
 
 
-def _time_range(where: _Where, column: str, start: int | None, end: int | None) -> None:
+def _time_range(where: Where, column: str, start: int | None, end: int | None) -> None:
     if start is not None:
         where.add(f"{column} >= ?", start)
     if end is not None:
         where.add(f"{column} <= ?", end)
 
 
-def _count(conn: sqlite3.Connection, sql: str, args: list[Any] | tuple[Any, ...]) -> int:
+def count_rows(conn: sqlite3.Connection, sql: str, args: list[Any] | tuple[Any, ...]) -> int:
+    """Return the single integer a ``SELECT COUNT(*)`` query yields."""
     return int(conn.execute(sql, args).fetchone()[0])
 
 
@@ -163,7 +158,7 @@ def list_sessions(conn: sqlite3.Connection, *, limit: int, offset: int) -> Page:
         " ORDER BY s.last_accessed DESC, s.created_at DESC, s.id LIMIT ? OFFSET ?",
         (limit, offset),
     )
-    return [_session(r) for r in rows], _count(conn, "SELECT COUNT(*) FROM sessions", ())
+    return [_session(r) for r in rows], count_rows(conn, "SELECT COUNT(*) FROM sessions", ())
 
 
 def get_session(conn: sqlite3.Connection, session_id: str) -> Row:
@@ -198,7 +193,7 @@ def list_requests(
     conn: sqlite3.Connection, filters: RequestFilter, *, limit: int, offset: int
 ) -> Page:
     """Return a page of requests (newest first) matching ``filters`` and the total count."""
-    where = _Where()
+    where = Where()
     if filters.session_id is not None:
         where.add("q.session_id = ?", filters.session_id)
     if filters.model is not None:
@@ -212,7 +207,7 @@ def list_requests(
         (*where.args, limit, offset),
     )
     items = [_request(r) for r in rows]
-    return items, _count(conn, f"SELECT COUNT(*) FROM requests q{where.sql()}", where.args)
+    return items, count_rows(conn, f"SELECT COUNT(*) FROM requests q{where.sql()}", where.args)
 
 
 def _find_request(conn: sqlite3.Connection, ref: str) -> sqlite3.Row:
@@ -259,8 +254,9 @@ def delete_request(conn: sqlite3.Connection, ref: str) -> Row:
 # -- responses -----------------------------------------------------------------------------
 
 
-def _response_where(filters: ResponseFilter) -> _Where:
-    where = _Where()
+def response_where(filters: ResponseFilter) -> Where:
+    """Return the conditions on responses (alias ``r``) that ``filters`` asks for."""
+    where = Where()
     if filters.session_id is not None:
         where.add("r.session_id = ?", filters.session_id)
     if filters.request is not None:
@@ -279,14 +275,14 @@ def list_responses(
     conn: sqlite3.Connection, filters: ResponseFilter, *, limit: int, offset: int
 ) -> Page:
     """Return a page of responses (newest first) matching ``filters`` and the total count."""
-    where = _response_where(filters)
+    where = response_where(filters)
     rows = conn.execute(
         f"SELECT {_RESPONSE_COLUMNS} FROM responses r LEFT JOIN requests q ON q.id = r.request_id"
         f"{where.sql()} ORDER BY r.created_at DESC, r.id DESC LIMIT ? OFFSET ?",
         (*where.args, limit, offset),
     )
     items = [_response(r) for r in rows]
-    return items, _count(conn, f"SELECT COUNT(*) FROM responses r{where.sql()}", where.args)
+    return items, count_rows(conn, f"SELECT COUNT(*) FROM responses r{where.sql()}", where.args)
 
 
 def _find_response(conn: sqlite3.Connection, ref: str) -> sqlite3.Row:
@@ -313,128 +309,3 @@ def delete_response(conn: sqlite3.Connection, ref: str) -> Row:
     pk = _find_response(conn, ref)["id"]
     conn.execute("DELETE FROM responses WHERE id = ?", (pk,))
     return {"responses": 1}
-
-
-def response_stats(conn: sqlite3.Connection, filters: ResponseFilter) -> Row:
-    """Return totals over the responses matching ``filters``, by provider and finish reason."""
-    where = _response_where(filters)
-    total = conn.execute(
-        "SELECT COUNT(*) AS count, AVG(r.duration_ms) AS avg_duration_ms,"
-        " COALESCE(SUM(r.prompt_tokens), 0) AS prompt_tokens,"
-        " COALESCE(SUM(r.completion_tokens), 0) AS completion_tokens,"
-        " COALESCE(SUM(r.total_tokens), 0) AS total_tokens,"
-        f" COALESCE(SUM({_IS_ERROR}), 0) AS error_count"
-        f" FROM responses r{where.sql()}",
-        where.args,
-    ).fetchone()
-    by_provider = conn.execute(
-        "SELECT r.provider_id, COUNT(*) AS count, AVG(r.duration_ms) AS avg_duration_ms,"
-        f" COALESCE(SUM(r.total_tokens), 0) AS total_tokens, SUM({_IS_ERROR}) AS error_count"
-        f" FROM responses r{where.sql()}"
-        " GROUP BY r.provider_id ORDER BY count DESC, r.provider_id",
-        where.args,
-    )
-    by_finish = conn.execute(
-        f"SELECT r.finish_reason, COUNT(*) AS count FROM responses r{where.sql()}"
-        " GROUP BY r.finish_reason ORDER BY count DESC, r.finish_reason",
-        where.args,
-    )
-    return {
-        "total_responses": total["count"],
-        "avg_duration_ms": _avg(total["avg_duration_ms"]),
-        "total_prompt_tokens": total["prompt_tokens"],
-        "total_completion_tokens": total["completion_tokens"],
-        "total_tokens": total["total_tokens"],
-        "error_count": total["error_count"],
-        "by_provider": [
-            {
-                "provider_id": r["provider_id"],
-                "count": r["count"],
-                "avg_duration_ms": _avg(r["avg_duration_ms"]),
-                "total_tokens": r["total_tokens"],
-                "error_count": r["error_count"],
-            }
-            for r in by_provider
-        ],
-        "by_finish_reason": [
-            {"finish_reason": r["finish_reason"], "count": r["count"]} for r in by_finish
-        ],
-    }
-
-
-# -- activity ------------------------------------------------------------------------------
-
-
-def _outcome(row: sqlite3.Row) -> str:
-    if row["response_id"] is None:
-        return "pending"
-    status = row["status_code"]
-    if row["error"] is not None or (status is not None and status >= 400):
-        return "error"
-    return "success"
-
-
-def recent_activity(conn: sqlite3.Connection, *, limit: int) -> Page:
-    """Return the newest requests, each with its latest response's outcome, and the total."""
-    rows = conn.execute(
-        "SELECT q.id, q.request_id, q.session_id, q.model, q.stream, q.method, q.path,"
-        " q.created_at, COALESCE(r.provider_id, q.provider_id) AS provider_id,"
-        " r.id AS response_id, r.status_code, r.duration_ms, r.prompt_tokens,"
-        " r.completion_tokens, r.total_tokens, r.finish_reason, r.error,"
-        " r.created_at AS completed_at"
-        " FROM requests q LEFT JOIN responses r"
-        " ON r.id = (SELECT MAX(id) FROM responses WHERE request_id = q.id)"
-        " ORDER BY q.created_at DESC, q.id DESC LIMIT ?",
-        (limit,),
-    )
-    items = [
-        {
-            "id": r["id"],
-            "request_id": r["request_id"],
-            "session_id": r["session_id"],
-            "provider_id": r["provider_id"],
-            "model": r["model"],
-            "stream": bool(r["stream"]),
-            "method": r["method"],
-            "path": r["path"],
-            "created_at": r["created_at"],
-            "status": _outcome(r),
-            "response_id": r["response_id"],
-            "status_code": r["status_code"],
-            "duration_ms": r["duration_ms"],
-            "prompt_tokens": r["prompt_tokens"],
-            "completion_tokens": r["completion_tokens"],
-            "total_tokens": r["total_tokens"],
-            "finish_reason": r["finish_reason"],
-            "error": r["error"],
-            "completed_at": r["completed_at"],
-        }
-        for r in rows
-    ]
-    return items, _count(conn, "SELECT COUNT(*) FROM requests", ())
-
-
-def activity_stats(conn: sqlite3.Connection, *, now: int) -> Row:
-    """Return overall history counters; "last 24h" is relative to ``now`` (epoch ms)."""
-    requests = conn.execute(
-        "SELECT COUNT(*) AS total, COALESCE(SUM(created_at >= ?), 0) AS recent FROM requests",
-        (now - DAY_MS,),
-    ).fetchone()
-    responses = conn.execute(
-        "SELECT COUNT(*) AS total, AVG(r.duration_ms) AS avg_duration_ms,"
-        f" COALESCE(SUM({_IS_ERROR}), 0) AS errors,"
-        " COALESCE(SUM(r.prompt_tokens), 0) AS prompt_tokens,"
-        " COALESCE(SUM(r.completion_tokens), 0) AS completion_tokens,"
-        " COALESCE(SUM(r.total_tokens), 0) AS total_tokens FROM responses r"
-    ).fetchone()
-    return {
-        "total_requests": requests["total"],
-        "requests_last_24h": requests["recent"],
-        "total_sessions": _count(conn, "SELECT COUNT(*) FROM sessions", ()),
-        "total_responses": responses["total"],
-        "error_count": responses["errors"],
-        "avg_duration_ms": _avg(responses["avg_duration_ms"]),
-        "total_prompt_tokens": responses["prompt_tokens"],
-        "total_completion_tokens": responses["completion_tokens"],
-        "total_tokens": responses["total_tokens"],
-    }

@@ -31,7 +31,7 @@ from tests.support.daemon import Api, Daemon, assert_error, free_port
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 
-FAKES = Path(__file__).resolve().parent / "fakes"
+FAKES = Path(__file__).resolve().parent.parent / "fakes"
 STOP_TIMEOUT = 0.5
 CRASH_LIMIT = 3
 STATES = {"stopped", "starting", "running", "stopping", "backoff", "failed"}

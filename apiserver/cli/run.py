@@ -1,0 +1,68 @@
+"""``apiserver run`` (the default command): serve until SIGTERM or SIGINT, then shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from aiohttp import web
+
+from apiserver import __version__
+from apiserver.app import create_app
+from apiserver.config import Settings
+from apiserver.instance import DatabaseInUse, exclusive_database
+from qwenstack_core.logsetup import get_logger
+
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+def run(settings: Settings) -> int:
+    """Run the daemon to the end; return the exit code (1 when it could not start)."""
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, DatabaseInUse) as exc:
+        get_logger("apiserver").error("server_failed", error=str(exc))
+        return 1
+    except Exception:  # e.g. a database of a newer schema: one structured line, not a bare trace
+        get_logger("apiserver").exception("server_failed")
+        return 1
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    """Run the daemon until SIGTERM or SIGINT, then shut down cleanly."""
+    log = get_logger("apiserver")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Installed first: a SIGTERM while the children are being restored still shuts down cleanly.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with exclusive_database(settings.database_path):
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
+        try:
+            await site.start()
+            port = _bound_port(runner) or settings.api_port
+            log.info(
+                "server_started",
+                host=settings.api_host,
+                port=port,
+                url=f"http://{settings.api_host}:{port}",
+                pid=os.getpid(),
+                version=__version__,
+            )
+            await stop.wait()
+            log.info("server_stopping")
+        finally:
+            await runner.cleanup()
+            log.info("server_stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None
