@@ -1,4 +1,7 @@
-"""Providers, their configuration and model links, and models: writes publish events."""
+"""Providers, their configuration and model links, and models: writes publish events.
+
+What these services return is what the API shows: secrets are masked here (apiserver.masking).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from apiserver.events import EventPublisher, iso_now
+from apiserver.masking import config_entry_view, config_view, link_view
 from apiserver.schemas import ConfigValueIn, LinkIn, ModelIn, ProviderIn
 from qwenstack_core.store import Store
 from qwenstack_core.store import models as model_rows
@@ -73,8 +77,10 @@ class ProviderService:
     async def get(self, provider_id: str) -> Row:
         def read(conn: sqlite3.Connection) -> Row:
             provider = provider_rows.get_provider(conn, provider_id)
-            provider["config"] = provider_rows.get_config(conn, provider_id)
-            provider["models"] = provider_rows.linked_models(conn, provider_id)
+            provider["config"] = config_view(provider_rows.config_entries(conn, provider_id))
+            provider["models"] = [
+                link_view(m) for m in provider_rows.linked_models(conn, provider_id)
+            ]
             return provider
 
         return await self._store.read(read)
@@ -91,7 +97,7 @@ class ProviderService:
                 description=new.description,
                 config=new.config,
             )
-            provider["config"] = provider_rows.get_config(conn, new.id)
+            provider["config"] = config_view(provider_rows.config_entries(conn, new.id))
             return provider
 
         result: Row = await self._write("created", new.id, create)
@@ -132,23 +138,24 @@ class ProviderService:
         )
 
     async def connection_settings(self, provider_id: str) -> tuple[Row, Row]:
-        """Return (provider, config with secrets) for the daemon's own outgoing calls."""
+        """Return (provider, config with real secrets) for the daemon's own outgoing calls only."""
 
         def read(conn: sqlite3.Connection) -> tuple[Row, Row]:
             provider = provider_rows.get_provider(conn, provider_id)
-            return provider, provider_rows.get_config(conn, provider_id, reveal=True)
+            return provider, provider_rows.get_config(conn, provider_id)
 
         return await self._store.read(read)
 
     # -- configuration ---------------------------------------------------------------------
 
     async def config(self, provider_id: str) -> Row:
-        return await self._store.read(lambda c: provider_rows.get_config(c, provider_id))
+        entries = await self._store.read(lambda c: provider_rows.config_entries(c, provider_id))
+        return config_view(entries)
 
     async def put_config(self, provider_id: str, values: Row) -> tuple[Row, int]:
         def put(conn: sqlite3.Connection) -> tuple[Row, int]:
             count = provider_rows.replace_config_values(conn, provider_id, values)
-            return provider_rows.get_config(conn, provider_id), count
+            return config_view(provider_rows.config_entries(conn, provider_id)), count
 
         result: tuple[Row, int] = await self._write("updated", provider_id, put)
         return result
@@ -156,9 +163,10 @@ class ProviderService:
     async def set_config_value(self, provider_id: str, key: str, body: ConfigValueIn) -> Row:
         def patch(conn: sqlite3.Connection) -> Row:
             provider_rows.get_provider(conn, provider_id)
-            return provider_rows.set_config_value(
+            entry = provider_rows.set_config_value(
                 conn, provider_id, key, body.value, body.is_sensitive
             )
+            return config_entry_view(entry)
 
         result: Row = await self._write("updated", provider_id, patch)
         return result
@@ -173,17 +181,18 @@ class ProviderService:
     # -- model links -----------------------------------------------------------------------
 
     async def links(self, provider_id: str) -> list[Row]:
-        return await self._store.read(lambda c: provider_rows.linked_models(c, provider_id))
+        links = await self._store.read(lambda c: provider_rows.linked_models(c, provider_id))
+        return [link_view(link) for link in links]
 
     async def link(self, provider_id: str, body: LinkIn) -> Row:
-        result: Row = await self._write(
+        link: Row = await self._write(
             "updated",
             provider_id,
             lambda c: provider_rows.link_model(
                 c, provider_id, body.model_id, is_default=body.is_default, config=body.config
             ),
         )
-        return result
+        return link_view(link, "config")
 
     async def unlink(self, provider_id: str, model_id: str) -> None:
         await self._write(
@@ -221,7 +230,9 @@ class ModelService:
         )
 
     async def get(self, model_id: str) -> Row:
-        return await self._store.read(lambda c: model_rows.get_model_with_providers(c, model_id))
+        model = await self._store.read(lambda c: model_rows.get_model_with_providers(c, model_id))
+        model["providers"] = [link_view(p) for p in model["providers"]]
+        return model
 
     async def create(self, new: ModelIn) -> Row:
         result: Row = await self._write(

@@ -7,7 +7,6 @@ import sqlite3
 from typing import Any
 
 from qwenstack_core.errors import Conflict, NotFound
-from qwenstack_core.redaction import mask_nested
 from qwenstack_core.store.providers import now_ms
 
 _COLUMNS = "m.id, m.name, m.description, m.capabilities, m.created_at, m.updated_at"
@@ -69,7 +68,7 @@ def get_model_with_providers(conn: sqlite3.Connection, model_id: str) -> dict[st
             "enabled": bool(r["enabled"]),
             "priority": r["priority"],
             "is_default": bool(r["is_default"]),
-            "provider_config": mask_nested(json.loads(r["config"])) if r["config"] else None,
+            "provider_config": json.loads(r["config"]) if r["config"] else None,
         }
         for r in rows
     ]

@@ -1,18 +1,34 @@
-"""Providers, their key/value configuration and their model links (functions of a connection)."""
+"""Providers, their key/value configuration and their model links (functions of a connection).
+
+Readers return the stored values as they are, secrets included: the router needs them, and
+the daemon masks what it shows before anything leaves it.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from qwenstack_core.errors import Conflict, NotFound
-from qwenstack_core.redaction import MASK, is_secret_name, mask_nested
+from qwenstack_core.redaction import is_secret_name
 
 PROVIDER_TYPES = ("qwen-proxy", "lm-studio", "qwen-direct", "openai-compatible")
 
 _COLUMNS = "id, name, type, enabled, priority, description, created_at, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One stored config value of a provider; ``is_sensitive`` says it must never be shown."""
+
+    provider_id: str
+    key: str
+    value: Any
+    is_sensitive: bool
+    updated_at: int
 
 
 def now_ms() -> int:
@@ -134,25 +150,30 @@ def delete_provider(conn: sqlite3.Connection, provider_id: str) -> bool:
 # -- configuration -------------------------------------------------------------------------
 
 
-def get_config(
-    conn: sqlite3.Connection, provider_id: str, *, reveal: bool = False
-) -> dict[str, Any]:
-    """Return a provider's config; secrets masked unless ``reveal`` (children only)."""
+def get_config(conn: sqlite3.Connection, provider_id: str) -> dict[str, Any]:
+    """Return a provider's config as key -> value (real values, secrets included); 404."""
+    return {entry.key: entry.value for entry in config_entries(conn, provider_id)}
+
+
+def config_entries(conn: sqlite3.Connection, provider_id: str) -> list[ConfigEntry]:
+    """Return a provider's config entries ordered by key, with their sensitivity; 404."""
     get_provider(conn, provider_id)
-    return _config_of(conn, provider_id, reveal=reveal)
-
-
-def _config_of(conn: sqlite3.Connection, provider_id: str, *, reveal: bool) -> dict[str, Any]:
     rows = conn.execute(
-        "SELECT key, value, is_sensitive FROM provider_configs WHERE provider_id = ? ORDER BY key",
+        "SELECT key, value, is_sensitive, updated_at FROM provider_configs"
+        " WHERE provider_id = ? ORDER BY key",
         (provider_id,),
     )
-    if reveal:
-        return {r["key"]: json.loads(r["value"]) for r in rows}
-    # Nested values are masked too: {"headers": {"Authorization": ...}} must not show.
-    return {
-        r["key"]: MASK if r["is_sensitive"] else mask_nested(json.loads(r["value"])) for r in rows
-    }
+    return [_config_entry(provider_id, r) for r in rows]
+
+
+def _config_entry(provider_id: str, row: sqlite3.Row) -> ConfigEntry:
+    return ConfigEntry(
+        provider_id=provider_id,
+        key=row["key"],
+        value=json.loads(row["value"]),
+        is_sensitive=bool(row["is_sensitive"]),
+        updated_at=row["updated_at"],
+    )
 
 
 def set_config_value(
@@ -163,8 +184,8 @@ def set_config_value(
     is_sensitive: bool | None,
     *,
     now: int | None = None,
-) -> dict[str, Any]:
-    """Upsert one config key; sensitivity comes from the flag or the key's name."""
+) -> ConfigEntry:
+    """Upsert one config key; sensitivity comes from the flag or the key's name (and stays)."""
     now = now or now_ms()
     sensitive = bool(is_sensitive) if is_sensitive is not None else is_sensitive_key(key)
     conn.execute(
@@ -175,16 +196,11 @@ def set_config_value(
         (provider_id, key, json.dumps(value), int(sensitive), now, now),
     )
     row = conn.execute(
-        "SELECT is_sensitive, updated_at FROM provider_configs WHERE provider_id = ? AND key = ?",
+        "SELECT key, value, is_sensitive, updated_at FROM provider_configs"
+        " WHERE provider_id = ? AND key = ?",
         (provider_id, key),
     ).fetchone()
-    return {
-        "provider_id": provider_id,
-        "key": key,
-        "value": MASK if row["is_sensitive"] else mask_nested(value),
-        "is_sensitive": bool(row["is_sensitive"]),
-        "updated_at": row["updated_at"],
-    }
+    return _config_entry(provider_id, row)
 
 
 def replace_config_values(
@@ -232,15 +248,10 @@ def linked_models(conn: sqlite3.Connection, provider_id: str) -> list[dict[str, 
             "created_at": r["created_at"],
             "updated_at": r["updated_at"],
             "is_default": bool(r["is_default"]),
-            "provider_config": _link_config(r["config"]),
+            "provider_config": json.loads(r["config"]) if r["config"] is not None else None,
         }
         for r in rows
     ]
-
-
-def _link_config(raw: str | None) -> Any:
-    """Return a link's config as shown to clients (secret-named entries masked)."""
-    return mask_nested(json.loads(raw)) if raw is not None else None
 
 
 def link_model(
@@ -285,7 +296,7 @@ def link_model(
         "provider_id": provider_id,
         "model_id": model_id,
         "is_default": is_default,
-        "config": mask_nested(config),
+        "config": config,
         "created_at": now,
     }
 

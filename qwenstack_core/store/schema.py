@@ -250,11 +250,15 @@ def migrate(
 
 
 def seed(conn: sqlite3.Connection, *, qwen_api_key: object = None) -> None:
-    """Insert the default providers, models and links (children.md)."""
+    """Insert the default providers, models and links (children.md).
+
+    qwen-proxy-default gets no ``baseURL``: provider_urls supplies the sibling's address from
+    ``QWEN_PROXY_PORT`` when it is used, so a changed port needs no change in the database.
+    """
     now = int(time.time() * 1000)
     providers = (
         ("qwen-proxy-default", "Qwen Proxy", "qwen-proxy", 1, 10,
-         "Qwen web chat through the local qwen-proxy", {"baseURL": "http://127.0.0.1:3000/v1"}),
+         "Qwen web chat through the local qwen-proxy", {}),
         ("lm-studio-default", "LM Studio", "lm-studio", 1, 5,
          "Local LM Studio server", {"baseURL": "http://localhost:1234/v1"}),
         ("qwen-direct-default", "Qwen Direct (DashScope)", "qwen-direct", 1 if qwen_api_key else 0,

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.conftest import DaemonFactory
 from tests.support.daemon import Api, assert_error
 
 API_KEY = "sk-s3cr3t-provider-test"
@@ -114,7 +116,8 @@ async def test_get_with_config_and_models(api: Api) -> None:
     assert body["id"] == "qwen-proxy-default"
     assert body["type"] == "qwen-proxy"
     assert body["priority"] == 10 and body["enabled"] is True
-    assert body["config"] == {"baseURL": "http://127.0.0.1:3000/v1"}
+    # No stored baseURL: its address follows QWEN_PROXY_PORT (test_seeded_qwen_proxy_follows_port).
+    assert body["config"] == {}
     models = {m["id"]: m for m in body["models"]}
     assert set(models) == {"qwen3-max", "qwen3-coder-plus", "qwen3-vl-plus", "qwen3-vl-32b"}
     assert [m["id"] for m in body["models"] if m["is_default"]] == ["qwen3-max"]
@@ -390,6 +393,20 @@ async def test_provider_test_against_fake_upstream(api: Api, upstream: FakeUpstr
     status, body = await api.post("/api/providers/nokey/test")
     assert body["healthy"] is True
     assert "Authorization" not in upstream.seen[-1]["headers"]
+
+
+async def test_seeded_qwen_proxy_follows_port(
+    daemon_factory: DaemonFactory, http: aiohttp.ClientSession, upstream: FakeUpstream
+) -> None:
+    # The seeded qwen-proxy provider stores no address: the daemon finds the sibling on
+    # QWEN_PROXY_PORT (here the fake upstream's port), not on a hard-coded 3000.
+    port = upstream.url.removeprefix("http://127.0.0.1:").removesuffix("/v1")
+    daemon = await daemon_factory(env={"QWEN_PROXY_PORT": port})
+    status, body = await Api(http, daemon.url).post("/api/providers/qwen-proxy-default/test")
+    assert status == 200, body
+    assert body["healthy"] is True, body
+    assert body["models"] == ["up-model-1", "up-model-2"]
+    assert [s["path"] for s in upstream.seen] == ["/v1/models"]
 
 
 async def test_provider_test_against_closed_port(api: Api) -> None:
