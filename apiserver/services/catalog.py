@@ -5,13 +5,12 @@ What these services return is what the API shows: secrets are masked here (apise
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from apiserver.events import EventPublisher, iso_now
 from apiserver.masking import config_entry_view, config_view, link_view
 from apiserver.schemas import ConfigValueIn, LinkIn, ModelIn, ProviderIn
-from qwenstack_core.store import Store
+from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows
 from qwenstack_core.store import providers as provider_rows
 from qwenstack_core.store import settings as setting_rows
@@ -60,7 +59,7 @@ class ProviderService:
     async def _write(self, action: str, provider_id: str, fn: Any) -> Any:
         """Run ``fn(conn)`` and take the provider list in the same transaction, then publish."""
 
-        def work(conn: sqlite3.Connection) -> tuple[Any, list[Row]]:
+        def work(conn: Connection) -> tuple[Any, list[Row]]:
             return fn(conn), provider_rows.list_providers(conn)
 
         result, items = await self._store.write(work)
@@ -75,7 +74,7 @@ class ProviderService:
         )
 
     async def get(self, provider_id: str) -> Row:
-        def read(conn: sqlite3.Connection) -> Row:
+        def read(conn: Connection) -> Row:
             provider = provider_rows.get_provider(conn, provider_id)
             provider["config"] = config_view(provider_rows.config_entries(conn, provider_id))
             provider["models"] = [
@@ -86,7 +85,7 @@ class ProviderService:
         return await self._store.read(read)
 
     async def create(self, new: ProviderIn) -> Row:
-        def create(conn: sqlite3.Connection) -> Row:
+        def create(conn: Connection) -> Row:
             provider = provider_rows.create_provider(
                 conn,
                 id=new.id,
@@ -120,7 +119,7 @@ class ProviderService:
         return result
 
     async def delete(self, provider_id: str) -> None:
-        def delete(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        def delete(conn: Connection) -> dict[str, Any] | None:
             cleared = provider_rows.delete_provider(conn, provider_id)
             return setting_rows.all_values(conn) if cleared else None
 
@@ -140,7 +139,7 @@ class ProviderService:
     async def connection_settings(self, provider_id: str) -> tuple[Row, Row]:
         """Return (provider, config with real secrets) for the daemon's own outgoing calls only."""
 
-        def read(conn: sqlite3.Connection) -> tuple[Row, Row]:
+        def read(conn: Connection) -> tuple[Row, Row]:
             provider = provider_rows.get_provider(conn, provider_id)
             return provider, provider_rows.get_config(conn, provider_id)
 
@@ -153,7 +152,7 @@ class ProviderService:
         return config_view(entries)
 
     async def put_config(self, provider_id: str, values: Row) -> tuple[Row, int]:
-        def put(conn: sqlite3.Connection) -> tuple[Row, int]:
+        def put(conn: Connection) -> tuple[Row, int]:
             count = provider_rows.replace_config_values(conn, provider_id, values)
             return config_view(provider_rows.config_entries(conn, provider_id)), count
 
@@ -161,7 +160,7 @@ class ProviderService:
         return result
 
     async def set_config_value(self, provider_id: str, key: str, body: ConfigValueIn) -> Row:
-        def patch(conn: sqlite3.Connection) -> Row:
+        def patch(conn: Connection) -> Row:
             provider_rows.get_provider(conn, provider_id)
             entry = provider_rows.set_config_value(
                 conn, provider_id, key, body.value, body.is_sensitive
@@ -215,7 +214,7 @@ class ModelService:
         self._events = events
 
     async def _write(self, action: str, model_id: str, fn: Any) -> Any:
-        def work(conn: sqlite3.Connection) -> tuple[Any, list[Row]]:
+        def work(conn: Connection) -> tuple[Any, list[Row]]:
             return fn(conn), model_rows.list_models(conn)
 
         result, items = await self._store.write(work)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
 from apiserver.events import EventPublisher, iso_now
 from apiserver.schemas import CredentialsIn
-from qwenstack_core.store import Store
+from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import credentials as rows
 
 
@@ -23,7 +22,7 @@ class CredentialService:
         return await self._store.read(rows.status)
 
     async def save(self, new: CredentialsIn) -> dict[str, Any]:
-        def save(conn: sqlite3.Connection) -> dict[str, Any]:
+        def save(conn: Connection) -> dict[str, Any]:
             rows.save(conn, new.token, new.cookies, new.expires_at)
             return rows.status(conn)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from apiserver.validation import Page
-from qwenstack_core.store import Store, history_stats
+from qwenstack_core.store import Connection, Store, history_stats
 from qwenstack_core.store import history as rows
 from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
 from qwenstack_core.store.providers import now_ms
@@ -32,7 +30,7 @@ class HistoryService:
     async def session_requests(self, session_id: str, page: Page) -> Listing:
         """Return a page of one session's requests (404 for an unknown session)."""
 
-        def read(conn: sqlite3.Connection) -> Listing:
+        def read(conn: Connection) -> Listing:
             rows.get_session(conn, session_id)
             return rows.list_requests(
                 conn, RequestFilter(session_id=session_id), limit=page.limit, offset=page.offset

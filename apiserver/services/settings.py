@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from apiserver.events import EventPublisher
 from apiserver.services.catalog import settings_payload
-from qwenstack_core.store import Store
+from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import settings as rows
 
 
@@ -25,7 +24,7 @@ class SettingsService:
         return await self._store.read(lambda c: rows.get(c, key))
 
     async def _write(self, action: str, keys: list[str], fn: Any) -> Any:
-        def work(conn: sqlite3.Connection) -> tuple[Any, dict[str, Any]]:
+        def work(conn: Connection) -> tuple[Any, dict[str, Any]]:
             return fn(conn), rows.all_values(conn)
 
         result, values = await self._store.write(work)

@@ -6,12 +6,16 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from qwenstack_core.store import schema
 from qwenstack_core.store.worker import DatabaseThread
 
 T = TypeVar("T")
+
+# The connection a repository function receives. Other packages annotate with this name so that
+# sqlite3 itself is imported only inside the store.
+Connection: TypeAlias = sqlite3.Connection
 
 BUSY_TIMEOUT_MS = 5000
 

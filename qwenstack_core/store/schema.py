@@ -256,7 +256,7 @@ def seed(conn: sqlite3.Connection, *, qwen_api_key: object = None) -> None:
     ``QWEN_PROXY_PORT`` when it is used, so a changed port needs no change in the database.
     """
     now = int(time.time() * 1000)
-    providers = (
+    providers: tuple[tuple[str, str, str, int, int, str, dict[str, str]], ...] = (
         ("qwen-proxy-default", "Qwen Proxy", "qwen-proxy", 1, 10,
          "Qwen web chat through the local qwen-proxy", {}),
         ("lm-studio-default", "LM Studio", "lm-studio", 1, 5,
