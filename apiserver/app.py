@@ -28,8 +28,14 @@ from supervisor import SupervisorManager
 log = get_logger("apiserver.app")
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the application; services start and stop with it (``cleanup_ctx``)."""
+def create_app(
+    settings: Settings, *, supervisor: SupervisorManager | None = None
+) -> web.Application:
+    """Build the application; services start and stop with it (``cleanup_ctx``).
+
+    ``supervisor`` replaces the manager of the real children (the in-process tests pass one
+    that runs nothing).
+    """
     policy = AccessPolicy.from_settings(settings)
     app = web.Application(
         client_max_size=MAX_BODY,
@@ -67,7 +73,7 @@ def create_app(settings: Settings) -> web.Application:
         ),
     )
     app[keys.PROXY] = ProxyService(
-        SupervisorManager(child_specs(settings)),
+        supervisor or SupervisorManager(child_specs(settings)),
         store,
         app[keys.STATUS],
         events,

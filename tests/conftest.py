@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
 
 from tests.support.capture import leaks
 from tests.support.daemon import Api, Daemon
+from tests.support.processes import assert_no_leaked_processes
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 
@@ -50,24 +50,9 @@ def api(daemon: Daemon, http: aiohttp.ClientSession) -> Api:
 
 @pytest.fixture(autouse=True)
 def no_leaked_processes() -> Iterator[None]:
-    """Fail a test that leaves any process of ours running."""
+    """Fail any test that leaves a process of ours running (the one leak guard of the suite)."""
     yield
-    left = _live_children()
-    if left:  # give the kernel a moment to reap processes that are already exiting
-        psutil.wait_procs(left, timeout=2)
-        left = _live_children()
-    assert not left, f"leaked processes: {[(p.pid, p.name()) for p in left]}"
-
-
-def _live_children() -> list[psutil.Process]:
-    alive = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+    assert_no_leaked_processes()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from tests.conftest import DaemonFactory
 from tests.support.daemon import Api, assert_error
+from tests.support.processes import free_port
 
 API_KEY = "sk-s3cr3t-provider-test"
 PROVIDER_KEYS = {
@@ -357,12 +357,6 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await runner.cleanup()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_provider_test_against_fake_upstream(api: Api, upstream: FakeUpstream) -> None:
     status, body = await api.post(
         "/api/providers",
@@ -410,7 +404,7 @@ async def test_seeded_qwen_proxy_follows_port(
 
 
 async def test_provider_test_against_closed_port(api: Api) -> None:
-    port = closed_port()
+    port = free_port()  # nothing listens there
     await api.post(
         "/api/providers",
         new_provider("down", config={"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": API_KEY}),

@@ -27,7 +27,8 @@ import pytest
 import socketio
 
 from tests.support.capture import record
-from tests.support.daemon import Api, Daemon, assert_error, free_port
+from tests.support.daemon import Api, Daemon, assert_error
+from tests.support.processes import free_port
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 

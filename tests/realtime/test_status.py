@@ -18,7 +18,7 @@ from apiserver.config import Settings
 from apiserver.services.status import aggregate, stopped_child
 from tests.realtime.contract import check_event
 from tests.support.capture import record
-from tests.support.daemon import free_port
+from tests.support.processes import free_port
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 

@@ -12,7 +12,8 @@ from tests.conftest import DaemonFactory
 from tests.realtime.clients import EventClient
 from tests.realtime.conftest import CLIENT_MATRIX, Connect
 from tests.realtime.contract import check_event
-from tests.support.daemon import Api, Daemon, free_port
+from tests.support.daemon import Api, Daemon
+from tests.support.processes import free_port
 
 State = dict[str, Any]
 CREDENTIAL_FIELDS = ("hasCredentials", "isValid", "isExpired", "expiresAt")

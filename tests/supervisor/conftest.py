@@ -1,19 +1,17 @@
-"""Fixtures for supervisor tests: fake child specs, free ports, event recorders, leak guard."""
+"""Fixtures for supervisor tests: fake child specs and event recorders."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from supervisor import ChildProcess, ChildSpec, ChildState, LogLine, StatusEvent, SupervisorManager
+from tests.support.processes import free_port
 
 FAKES = Path(__file__).resolve().parent.parent / "fakes"
 
@@ -37,14 +35,6 @@ FAST: dict[str, Any] = {
 def fake_argv(script: str, *args: object) -> tuple[str, ...]:
     """Return the argv that runs a fake child script."""
     return (sys.executable, "-u", str(FAKES / script), *(str(a) for a in args))
-
-
-def free_port() -> int:
-    """Return a port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_spec(
@@ -146,27 +136,3 @@ async def make_manager() -> AsyncIterator[Callable[..., SupervisorManager]]:
     yield factory
     for manager in made:
         await manager.shutdown()
-
-
-def alive(proc: psutil.Process) -> bool:
-    """Return True if the process runs (zombies count as gone)."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _live_descendants() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if alive(p)]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_child_processes() -> Iterator[None]:
-    """Fail a test that leaves a child process of ours running (after a short reaping grace)."""
-    yield
-    deadline = time.monotonic() + 3.0
-    left = _live_descendants()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.02)  # deadline poll: reaping is asynchronous
-        left = _live_descendants()
-    assert not left, f"leaked processes: {[(p.pid, p.cmdline()) for p in left]}"

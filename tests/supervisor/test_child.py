@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from supervisor import ChildProcess, ChildSpec, ChildState, LogLine, ProcessExit, SpawnRecord
-from tests.supervisor.conftest import LineRecorder, Recorder, alive, fake_argv, free_port, make_spec
+from tests.supervisor.conftest import LineRecorder, Recorder, fake_argv, make_spec
+from tests.support.processes import alive, free_port
 
 S = ChildState
 MakeChild = Callable[[ChildSpec], ChildProcess]
