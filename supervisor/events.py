@@ -16,6 +16,62 @@ def iso_utc(wall: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ExitInfo:
+    """Record how a child's process ended: exit code or signal name, and when."""
+
+    code: int | None
+    signal: str | None
+    at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return ``{code, signal, at}`` for the status payload."""
+        return {"code": self.code, "signal": self.signal, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStatus:
+    """Everything the status payload says about one child, frozen at a transition.
+
+    Built by the child's only state writer, so a listener can publish it without calling back
+    into the supervisor. ``cpu``/``memory`` are the last sampled figures (sampling is never on
+    the event path); ``started`` is the loop time the run started, so ``uptime`` is arithmetic.
+    """
+
+    port: int
+    state: ChildState
+    pid: int | None
+    healthy: bool
+    restarts: int
+    started: float | None
+    started_at: str | None
+    last_exit: ExitInfo | None
+    reason: str | None
+    cpu: float
+    memory: int
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        """Return the per-child detail of events.md, with ``uptime`` as of loop time ``now``."""
+        running = self.state is ChildState.RUNNING
+        uptime = 0.0
+        if running and self.started is not None:
+            uptime = round(max(0.0, now - self.started), 1)
+        return {
+            "running": running,
+            "port": self.port,
+            "pid": self.pid,
+            "uptime": uptime,
+            "state": self.state.value,
+            "healthy": self.healthy,
+            "restarts": self.restarts,
+            "startedAt": self.started_at,
+            "lastExit": self.last_exit.as_dict() if self.last_exit is not None else None,
+            "reason": self.reason,
+            "cpu": round(self.cpu, 1),
+            "memory": self.memory,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StatusEvent:
     """Describe one lifecycle transition of one child.
 
@@ -34,6 +90,7 @@ class StatusEvent:
     reason: str | None
     at: float
     wall: float
+    status: ChildStatus | None = None  # the child's whole status right after the transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +105,6 @@ class LogLine:
     def as_dict(self) -> dict[str, Any]:
         """Return the line as served by the logs API: ``{ts, stream, line}``."""
         return {"ts": self.ts, "stream": self.stream, "line": self.line}
-
-
-@dataclass(frozen=True, slots=True)
-class ExitInfo:
-    """Record how a child's process ended: exit code or signal name, and when."""
-
-    code: int | None
-    signal: str | None
-    at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return ``{code, signal, at}`` for the status payload."""
-        return {"code": self.code, "signal": self.signal, "at": self.at}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import psutil
 import structlog
 
-from supervisor.child import (
-    ChildProcess,
-    ChildSpec,
-    ExitListener,
-    LogListener,
-    SpawnListener,
-    StatusListener,
-)
+from supervisor import orphans, tree
+from supervisor.child import ChildProcess, ChildSpec
+from supervisor.events import ChildStatus
+from supervisor.listeners import ExitListener, LogListener, SpawnListener, StatusListener
+from supervisor.run import KILL_GRACE
 from supervisor.states import ChildState, aggregate
 
 
@@ -49,9 +48,13 @@ class SupervisorManager:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate child names: {names}")
         self._log = structlog.stdlib.get_logger(__name__)
+        # One owner token for every run marker: what carries it at shutdown is ours to kill.
+        self._markers = tree.MarkerSource()
         self._children = {
-            spec.name: ChildProcess(spec, stats_interval=stats_interval) for spec in specs
+            spec.name: ChildProcess(spec, stats_interval=stats_interval, markers=self._markers)
+            for spec in specs
         }
+        self._reaper: tree.OrphanReaper | None = None
         # How long a start command waits for a child to settle (None: its start_timeout + 1 s).
         self._settle_timeout = settle_timeout
         self._lock = asyncio.Lock()
@@ -85,6 +88,10 @@ class SupervisorManager:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Return each child's status detail, by child name."""
         return {name: child.snapshot() for name, child in self._children.items()}
+
+    def statuses(self) -> dict[str, ChildStatus]:
+        """Return each child's frozen status (last sampled figures, no sampling), by name."""
+        return {name: child.status() for name, child in self._children.items()}
 
     def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
         """Return recent output lines of one child as ``{ts, stream, line}``."""
@@ -146,9 +153,28 @@ class SupervisorManager:
 
     async def stop_orphan(self, name: str, pid: int, create_time: float) -> bool:
         """Stop a recorded orphan of child ``name``; False if the pid is no longer it."""
-        child = self.child(name)
+        spec = self.child(name).spec
         async with self._lock:
-            return await child.stop_orphan(pid, create_time)
+            return await orphans.stop_orphan(name, pid, create_time, spec.stop_timeout)
+
+    def become_subreaper(self) -> bool:
+        """Adopt every descendant that leaves a child's tree, and reap it (Linux; the daemon).
+
+        Call once, from the event loop, in a process that spawns nothing else: reparented
+        descendants are our children afterwards, and the reaper collects their exit status.
+        """
+        if self._reaper is not None:
+            return True
+        if not tree.become_subreaper():
+            self._log.warning("subreaper_unavailable")
+            return False
+        self._reaper = tree.OrphanReaper(self._owned_pids)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.on_sigchld)
+        self._log.info("subreaper_enabled")
+        return True
+
+    def _owned_pids(self) -> set[int]:
+        return {pid for child in self._children.values() for pid in child.owned_pids()}
 
     async def shutdown(self, *, detach: bool = False) -> None:
         """Stop every child for daemon exit (or, with ``detach``, leave them for adoption)."""
@@ -158,6 +184,15 @@ class SupervisorManager:
                 child.detach()
             return
         await self.stop_all()
+        # Whatever still carries one of our markers (a descendant of a run that ended while
+        # the daemon was busy) goes too: nothing outlives the daemon.
+        leftovers = await asyncio.to_thread(tree.marked, self._markers.owner)
+        if leftovers:
+            self._log.info("shutdown_leftovers_killed", pids=sorted(p.pid for p in leftovers))
+            tree.kill_all(leftovers, signal.SIGKILL)
+            await asyncio.to_thread(psutil_wait, leftovers, KILL_GRACE)
+        if self._reaper is not None:
+            self._reaper.reap()
 
     # ------------------------------------------------------------------ internals
 
@@ -204,6 +239,11 @@ class SupervisorManager:
         except TimeoutError:
             # The child keeps trying in the background; the next one is not held up forever.
             self._log.warning("child_start_unsettled", child=name, state=child.state.value)
+
+
+def psutil_wait(procs: list[Any], timeout: float) -> None:
+    """Wait (blocking; run it in a thread) until ``procs`` are gone, or ``timeout``."""
+    psutil.wait_procs(procs, timeout=timeout)
 
 
 def _all(unsubscribers: Iterable[Callable[[], None]]) -> Callable[[], None]:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import psutil
 
@@ -155,6 +156,55 @@ async def open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransp
         pipe.close()
         raise
     return reader, transport
+
+
+Reader = tuple[asyncio.StreamReader, asyncio.BaseTransport]
+
+
+@dataclass(slots=True)
+class Pipes:
+    """The stdout/stderr pipes of one spawn: our read ends wrapped, the write ends to give away.
+
+    Our own pipes rather than PIPE: the read transports close at exit even if an escaped
+    grandchild keeps the write ends open, and we can close them ourselves.
+    """
+
+    out: Reader
+    err: Reader
+    out_w: int
+    err_w: int
+
+    def close_write_ends(self) -> None:
+        """Close our copies of the write ends (the child has its own after the spawn)."""
+        for fd in (self.out_w, self.err_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close_all(self) -> None:
+        """Close everything (the spawn failed)."""
+        self.close_write_ends()
+        self.out[1].close()
+        self.err[1].close()
+
+
+async def open_pipes() -> Pipes:
+    """Create the two output pipes of a spawn, their read ends wrapped in StreamReaders."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        out = await open_reader(out_r)
+    except BaseException:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        raise
+    try:
+        err = await open_reader(err_r)
+    except BaseException:
+        out[1].close()
+        for fd in (out_w, err_r, err_w):
+            os.close(fd)
+        raise
+    return Pipes(out, err, out_w, err_w)
 
 
 async def http_ok(host: str, port: int, path: str, timeout: float) -> bool:

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from supervisor import ChildProcess, ChildSpec, ChildState, LogLine, ProcessExit, SpawnRecord
+from supervisor.orphans import stop_orphan
 from tests.supervisor.conftest import LineRecorder, Recorder, fake_argv, make_spec
 from tests.support.processes import alive, free_port
 
@@ -287,7 +288,7 @@ async def test_log_ring_buffer_is_bounded() -> None:
     got: list[LogLine] = []
     child.add_log_listener(got.append)
     for n in range(5):
-        child._line("stderr", f"line {n}\n".encode())
+        child._output.add("stderr", f"line {n}\n".encode())
     assert [entry["line"] for entry in child.logs()] == ["line 2", "line 3", "line 4"]
     assert [entry["line"] for entry in child.logs(lines=1)] == ["line 4"]
     assert set(child.logs()[0]) == {"ts", "stream", "line"}
@@ -379,12 +380,12 @@ async def test_recycled_pid_is_not_adopted_nor_stopped(make_child: MakeChild) ->
         real = psutil.Process(orphan.pid).create_time()
 
         assert not await child.adopt(orphan.pid, real + 5.0)
-        assert not await child.stop_orphan(orphan.pid, real - 5.0)
+        assert not await stop_orphan("fake", orphan.pid, real - 5.0, stop_timeout=1.0)
 
         assert child.state is S.STOPPED and recorder.events == []
         assert orphan.returncode is None and alive(psutil.Process(orphan.pid))
 
-        assert await child.stop_orphan(orphan.pid, real)
+        assert await stop_orphan("fake", orphan.pid, real, stop_timeout=1.0)
         async with asyncio.timeout(2):
             assert await orphan.wait() == 0
     finally:
@@ -401,8 +402,8 @@ async def test_detached_child_survives_and_is_adopted_by_the_next_owner(
     spawned: list[SpawnRecord] = []
     first.add_spawn_listener(spawned.append)
     await first.start()
-    assert first._run is not None and first._run.proc is not None
-    proc = first._run.proc  # still our child: the test reaps it at the end
+    assert first.pid is not None
+    pid = first.pid  # still our child: the test reaps it at the end
 
     first.detach()
     await first.stop()  # ignored: the process is left for the next daemon
@@ -414,5 +415,5 @@ async def test_detached_child_survives_and_is_adopted_by_the_next_owner(
     assert await second.adopt(record.pid, record.create_time)
     assert await second.wait_for_state(S.RUNNING, timeout=5) is S.RUNNING
     await second.stop()
-    async with asyncio.timeout(2):
-        assert await proc.wait() == 0
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0)  # ended by the second owner
+    assert os.waitstatus_to_exitcode(status) == 0
