@@ -8,7 +8,7 @@ import signal
 
 from aiohttp import web
 
-from apiserver import __version__
+from apiserver import __version__, keys
 from apiserver.app import create_app
 from apiserver.config import Settings
 from apiserver.instance import DatabaseInUse, exclusive_database
@@ -40,6 +40,9 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     with exclusive_database(settings.database_path):
         app = create_app(settings)
+        # This process spawns nothing but the children, so it may adopt and reap whatever
+        # leaves their trees (before the first spawn: restore runs in runner.setup()).
+        app[keys.PROXY].become_subreaper()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)

@@ -1,8 +1,8 @@
-"""Proxy control: the daemon's side of supervision (commands, records, desired state, events).
+"""Proxy control: the daemon's side of supervision (commands and events).
 
 The supervisor package runs the children and reports transitions; this service turns them into
-``proxy:status`` / ``proxy:log`` events, records each spawned child (pid + create time) so a
-later daemon can recognise it, and remembers which children the user wants running.
+``proxy:status`` / ``proxy:log`` events. What must survive a daemon restart (child records,
+desired state) is kept by ``services.recovery``.
 """
 
 from __future__ import annotations
@@ -10,26 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import sqlite3
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from apiserver.config import Settings
 from apiserver.errors import NotFound
 from apiserver.events import EventPublisher
+from apiserver.services.recovery import Recovery
 from apiserver.services.status import StatusService
 from qwenstack_core.logsetup import get_logger
-from qwenstack_core.store import Store, supervision
-from qwenstack_core.store import settings as setting_rows
-from supervisor import (
-    ChildSpec,
-    ChildState,
-    LogLine,
-    ProcessExit,
-    SpawnRecord,
-    StatusEvent,
-    SupervisorManager,
-)
+from qwenstack_core.store import Store
+from supervisor import ChildSpec, ChildState, ChildStatus, LogLine, StatusEvent, SupervisorManager
 
 log = get_logger("apiserver.proxy")
 
@@ -37,7 +28,6 @@ QWEN_PROXY = "qwen-proxy"
 PROVIDER_ROUTER = "provider-router"
 # Child name -> its key in ``proxy:status`` (the seed's camelCase names).
 STATUS_KEYS = {QWEN_PROXY: "qwenProxy", PROVIDER_ROUTER: "providerRouter"}
-DESIRED_KEY = "proxy.desired"  # {child name: bool}
 
 
 def child_specs(settings: Settings) -> list[ChildSpec]:
@@ -96,24 +86,28 @@ class ProxyService:
         orphan_policy: str,
     ) -> None:
         self._manager = manager
-        self._store = store
         self._status = status
         self._events = events
-        self._orphan_policy = orphan_policy
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recovery = Recovery(
+            manager, store, tuple(STATUS_KEYS), orphan_policy=orphan_policy, keep=self._keep
+        )
+        # The latest status of each child, as carried by its last transition: what a
+        # transition publishes, without calling back into the supervisor.
+        self._latest: dict[str, ChildStatus] = manager.statuses()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._last: tuple[str, asyncio.Task[Any]] | None = None  # last command queued
         self._order = asyncio.Lock()
         status.set_children_status(self.children_status)
         manager.add_listener(self._on_transition)
         manager.add_log_listener(self._on_log)
-        manager.add_spawn_listener(self._on_spawn)
-        manager.add_exit_listener(self._on_exit)
+        manager.add_spawn_listener(self._recovery.on_spawn)
+        manager.add_exit_listener(self._recovery.on_exit)
 
     # -- reading -----------------------------------------------------------------------------
 
     def children_status(self) -> Mapping[str, Mapping[str, Any]]:
-        """Return each child's detail under its ``proxy:status`` key."""
+        """Return each child's detail under its ``proxy:status`` key, sampled now (GET)."""
         snapshot = self._manager.snapshot()
         return {key: snapshot[name] for name, key in STATUS_KEYS.items()}
 
@@ -204,7 +198,7 @@ class ProxyService:
         """
         target = ChildState.RUNNING if all(wanted.values()) else ChildState.STOPPED
         async with self._order:
-            await self._remember(wanted)
+            await self._recovery.remember(wanted)
             if already is not None and not self._inflight and self._settled(wanted, target):
                 return await self._answer(already, wanted, target)
             if self._last is not None and self._last[0] == message and not self._last[1].done():
@@ -233,6 +227,9 @@ class ProxyService:
         self, message: str, wanted: dict[str, bool], target: ChildState | None
     ) -> dict[str, Any]:
         """Publish and return the status; ``success`` = every child reached ``target``."""
+        # The records of the processes this command started or ended are committed first, so
+        # the answer never runs ahead of the database.
+        await self._recovery.flush()
         payload = await self._status.publish_status(message)
         if target is None:
             return {"success": True, **payload}
@@ -246,65 +243,15 @@ class ProxyService:
             payload = {**payload, "message": f"{message}, but {reasons}"}
         return {"success": not missed, **payload}
 
-    async def _remember(self, wanted: dict[str, bool]) -> None:
-        def update(conn: sqlite3.Connection) -> None:
-            desired = supervision.get_state(conn, DESIRED_KEY)
-            current = dict(desired) if isinstance(desired, dict) else {}
-            current.update(wanted)
-            supervision.set_state(conn, DESIRED_KEY, current)
-
-        await self._store.write(update)
-
     # -- daemon lifecycle --------------------------------------------------------------------
+
+    def become_subreaper(self) -> bool:
+        """Adopt and reap the descendants that leave a child's tree (the real daemon only)."""
+        return self._manager.become_subreaper()
 
     async def restore(self) -> None:
         """At daemon start: adopt or stop recorded orphans, then restore the desired state."""
-        records = await self._store.read(supervision.child_records)
-        for record in records:
-            await self._recover(record)
-
-        def read(conn: sqlite3.Connection) -> tuple[object, object]:
-            return (
-                supervision.get_state(conn, DESIRED_KEY),
-                setting_rows.all_values(conn, "system").get("system.autoStart"),
-            )
-
-        desired, auto_start = await self._store.read(read)
-        wanted = [
-            name
-            for name in STATUS_KEYS
-            if auto_start is True or (isinstance(desired, dict) and desired.get(name) is True)
-        ]
-        if wanted:
-            log.info("proxy_restoring", children=wanted, auto_start=auto_start is True)
-            # In the background: the daemon answers while the children come up.
-            self._keep(asyncio.ensure_future(self._start_each(wanted)))
-
-    async def _start_each(self, names: list[str]) -> None:
-        for name in STATUS_KEYS:  # start order, whatever order ``names`` has
-            if name in names:
-                await self._manager.start(name)
-
-    async def _recover(self, record: supervision.ChildRecord) -> None:
-        if record.name not in STATUS_KEYS:
-            await self._store.write(lambda c: supervision.forget_child(c, record.name, record.pid))
-            return
-        spec = self._manager.child(record.name).spec
-        # Adopt only what the current configuration would have started; an orphan of another
-        # command line or port is stopped and replaced.
-        same_config = record.argv == spec.argv and record.port == spec.port
-        if self._orphan_policy == "adopt" and same_config:
-            ours = await self._manager.adopt(record.name, record.pid, record.create_time)
-        else:
-            ours = await self._manager.stop_orphan(record.name, record.pid, record.create_time)
-        log.info(
-            "orphan_recovered" if ours else "orphan_gone",
-            child=record.name,
-            pid=record.pid,
-            policy=self._orphan_policy,
-        )
-        if not ours or self._orphan_policy == "stop":
-            await self._store.write(lambda c: supervision.forget_child(c, record.name, record.pid))
+        await self._recovery.restore()
 
     async def shutdown(self) -> None:
         """Stop every child (daemon exit); pending record writes finish first."""
@@ -320,7 +267,12 @@ class ProxyService:
     # -- supervisor listeners (synchronous: they only schedule work) -------------------------
 
     def _on_transition(self, event: StatusEvent) -> None:
-        self._status.notify(describe(event))
+        # The crash -> proxy:status path: the event's own snapshot, nothing sampled or read.
+        if event.status is not None:
+            self._latest[event.child] = event.status
+        now = asyncio.get_running_loop().time()
+        children = {key: self._latest[name].as_dict(now) for name, key in STATUS_KEYS.items()}
+        self._status.publish_soon(children, describe(event))
 
     def _on_log(self, line: LogLine) -> None:
         self._events.publish(
@@ -328,21 +280,6 @@ class ProxyService:
             {"child": line.child, "stream": line.stream, "line": line.line, "ts": line.ts},
             subscribers_only=True,
         )
-
-    def _on_spawn(self, spawn: SpawnRecord) -> None:
-        if spawn.create_time is None:
-            return
-        record = supervision.ChildRecord(
-            spawn.child, spawn.pid, spawn.create_time, spawn.argv, spawn.port
-        )
-        self._write_soon(lambda c: supervision.record_child(c, record))
-
-    def _on_exit(self, exit_: ProcessExit) -> None:
-        self._write_soon(lambda c: supervision.forget_child(c, exit_.child, exit_.pid))
-
-    def _write_soon(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        # Submitted in listener order; the store thread runs writes in submission order.
-        self._keep(asyncio.ensure_future(self._store.write(fn)))
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         if isinstance(task, asyncio.Task):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,10 @@ CHILD_KEYS = ("providerRouter", "qwenProxy")
 
 # Per child: what the supervisor reports (seed fields first, then our additions).
 ChildrenStatus = Callable[[], Mapping[str, Mapping[str, Any]]]
+
+# The events after which the store part of ``proxy:status`` must be read again. Every write of
+# providers, models (and links) or credentials publishes one of them (events.md).
+CATALOG_EVENTS = ("providers:updated", "models:updated", "credentials:updated")
 
 MESSAGES = {
     "running": "Proxy servers are running",
@@ -82,6 +87,11 @@ class StatusService:
         self._events = events
         self._children_status = children_status
         self._message: str | None = None
+        # The store part of the payload (providers, models, credentials), read once and kept
+        # until one of CATALOG_EVENTS is published: a child transition then publishes without
+        # touching the store.
+        self._catalog: Row | None = None
+        self._catalog_version: tuple[int, ...] | None = None
         # Publications build their payload with awaits in between; the lock (FIFO) keeps them
         # in call order, so the last proxy:status a client sees is the latest state.
         self._publish_lock = asyncio.Lock()
@@ -96,34 +106,67 @@ class StatusService:
         reported = self._children_status()
         return {key: dict(reported[key]) for key in CHILD_KEYS}
 
-    async def status(
-        self, message: str | None = None, children: Mapping[str, Row] | None = None
-    ) -> Row:
-        """Return the ``proxy:status`` payload (without ``seq``/``instance``)."""
-        children = children if children is not None else self.children()
+    def _version(self) -> tuple[int, ...]:
+        counts = self._events.counts
+        return tuple(counts.get(name, 0) for name in CATALOG_EVENTS)
+
+    def _fresh_catalog(self) -> Row | None:
+        """Return the kept store part if no catalog event was published since it was read."""
+        if self._catalog is not None and self._catalog_version == self._version():
+            return self._catalog
+        return None
+
+    async def _read_catalog(self) -> Row:
+        if (catalog := self._fresh_catalog()) is not None:
+            return catalog
+        version = self._version()  # before the reads: a write during them reads again later
         providers = await self._providers.find(type_=None, enabled=None)
         models = await self._models.find(capability=None, provider=None)
         credentials = await self._credentials.status()
-        status = aggregate(children)
-        return {
-            "status": status,
-            "providerRouter": dict(children["providerRouter"]),
-            "qwenProxy": dict(children["qwenProxy"]),
+        self._catalog = {
             "providers": {
                 "items": providers,
                 "total": len(providers),
                 "enabled": sum(1 for p in providers if p["enabled"]),
             },
             "models": {"items": models, "total": len(models)},
+            "credentials": credentials,
+        }
+        self._catalog_version = version
+        return self._catalog
+
+    def _payload(self, catalog: Row, message: str | None, children: Mapping[str, Row]) -> Row:
+        status = aggregate(children)
+        credentials = catalog["credentials"]
+        expires_at = credentials["expiresAt"]
+        # Expiry moves with the clock, not with writes: computed at every build.
+        expired = (
+            credentials["hasCredentials"]
+            and expires_at is not None
+            and (expires_at <= int(time.time()))
+        )
+        return {
+            "status": status,
+            "providerRouter": dict(children["providerRouter"]),
+            "qwenProxy": dict(children["qwenProxy"]),
+            "providers": dict(catalog["providers"]),
+            "models": dict(catalog["models"]),
             "credentials": {
-                "valid": credentials["isValid"],
-                "expiresAt": credentials["expiresAt"],
+                "valid": credentials["hasCredentials"] and not expired,
+                "expiresAt": expires_at,
                 "hasCredentials": credentials["hasCredentials"],
-                "isExpired": credentials["isExpired"],
+                "isExpired": bool(expired),
             },
             "message": message or self._message or MESSAGES[status],
             "timestamp": iso_now(),
         }
+
+    async def status(
+        self, message: str | None = None, children: Mapping[str, Row] | None = None
+    ) -> Row:
+        """Return the ``proxy:status`` payload (without ``seq``/``instance``)."""
+        children = children if children is not None else self.children()
+        return self._payload(await self._read_catalog(), message, children)
 
     async def publish_status(
         self, message: str | None = None, children: Mapping[str, Row] | None = None
@@ -143,8 +186,23 @@ class StatusService:
 
         The children's status is taken now, so each call reports its own transition.
         """
-        children = self.children()
-        task = asyncio.get_running_loop().create_task(self.publish_status(message, children))
+        self.publish_soon(self.children(), message)
+
+    def publish_soon(self, children: Mapping[str, Row], message: str | None = None) -> None:
+        """Publish ``proxy:status`` for ``children`` now if possible, else right after the others.
+
+        The fast path of a child transition: with the store part kept and no publication in
+        progress, the event is numbered and queued before this returns (no await, no store
+        read). Otherwise it queues behind the publications in progress, in call order.
+        """
+        catalog = self._fresh_catalog()
+        if catalog is not None and not self._publish_lock.locked() and not self._tasks:
+            payload = self._payload(catalog, message, children)
+            if message:
+                self._message = message
+            self._events.publish("proxy:status", payload)
+            return
+        task = asyncio.get_running_loop().create_task(self.publish_status(message, dict(children)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
