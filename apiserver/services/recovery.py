@@ -8,12 +8,11 @@ running (or all of them with ``system.autoStart``).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from qwenstack_core.logsetup import get_logger
-from qwenstack_core.store import Store, supervision
+from qwenstack_core.store import Connection, Store, supervision
 from qwenstack_core.store import settings as setting_rows
 from supervisor import ProcessExit, SpawnRecord, SupervisorManager
 
@@ -46,7 +45,7 @@ class Recovery:
     async def remember(self, wanted: dict[str, bool]) -> None:
         """Store which children the user wants running (merged into the stored wish)."""
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: Connection) -> None:
             desired = supervision.get_state(conn, DESIRED_KEY)
             current = dict(desired) if isinstance(desired, dict) else {}
             current.update(wanted)
@@ -60,7 +59,7 @@ class Recovery:
         for record in records:
             await self._recover(record)
 
-        def read(conn: sqlite3.Connection) -> tuple[object, object]:
+        def read(conn: Connection) -> tuple[object, object]:
             return (
                 supervision.get_state(conn, DESIRED_KEY),
                 setting_rows.all_values(conn, "system").get("system.autoStart"),
@@ -118,7 +117,7 @@ class Recovery:
         """Forget a child whose process (and tree) is gone."""
         self._write_soon(lambda c: supervision.forget_child(c, exit_.child, exit_.pid))
 
-    def _write_soon(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+    def _write_soon(self, fn: Callable[[Connection], None]) -> None:
         # Submitted in listener order; the store thread runs writes in submission order.
         write = asyncio.ensure_future(self._store.write(fn))
         self._writes.add(write)
