@@ -16,7 +16,7 @@ from typing import Any
 from apiserver.config import Settings
 from apiserver.errors import NotFound
 from apiserver.events import EventPublisher
-from apiserver.services.recovery import Recovery
+from apiserver.services.recovery import DESIRED_KEY, Recovery
 from apiserver.services.status import StatusService
 from qwenstack_core.logsetup import get_logger
 from qwenstack_core.store import Store
@@ -292,4 +292,11 @@ class ProxyService:
             log.error("proxy_task_failed", error=repr(task.exception()))
 
 
-__all__ = ["PROVIDER_ROUTER", "QWEN_PROXY", "ChildState", "ProxyService", "child_specs"]
+__all__ = [
+    "DESIRED_KEY",
+    "PROVIDER_ROUTER",
+    "QWEN_PROXY",
+    "ChildState",
+    "ProxyService",
+    "child_specs",
+]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from supervisor import ChildSpec, ChildState, StatusEvent, UnknownChild
+from supervisor import ChildSpec, ChildState, ChildStatus, StatusEvent, UnknownChild
 
 
 class FakeChild:
@@ -44,24 +44,11 @@ class FakeSupervisor:
         except KeyError:
             raise UnknownChild(name) from None
 
+    def statuses(self) -> dict[str, ChildStatus]:
+        return {name: _status(child) for name, child in self._children.items()}
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: {
-                "running": child.state is ChildState.RUNNING,
-                "port": child.spec.port,
-                "pid": None,
-                "uptime": 0.0,
-                "state": child.state.value,
-                "healthy": child.state is ChildState.RUNNING,
-                "restarts": 0,
-                "startedAt": None,
-                "lastExit": None,
-                "reason": child.reason,
-                "cpu": 0.0,
-                "memory": 0,
-            }
-            for name, child in self._children.items()
-        }
+        return {name: status.as_dict(0.0) for name, status in self.statuses().items()}
 
     def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
         return self.child(name).lines[-lines:]
@@ -91,6 +78,7 @@ class FakeSupervisor:
             reason=reason,
             at=time.monotonic(),
             wall=time.time(),
+            status=_status(child),
         )
         for listener in list(self._listeners):
             listener(event)
@@ -141,3 +129,19 @@ class FakeSupervisor:
         self.shut_down = True
         for name in self.names:
             self._halt(name)
+
+
+def _status(child: FakeChild) -> ChildStatus:
+    return ChildStatus(
+        port=child.spec.port,
+        state=child.state,
+        pid=None,
+        healthy=child.state is ChildState.RUNNING,
+        restarts=0,
+        started=None,
+        started_at=None,
+        last_exit=None,
+        reason=child.reason,
+        cpu=0.0,
+        memory=0,
+    )
