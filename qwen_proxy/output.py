@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -109,8 +110,12 @@ async def stream_reply(
             await write(encode.error(exc))
         await write(DONE)
         await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
         log.info("client_disconnected", chat_id=turn.chat_id)
+    except asyncio.CancelledError:
+        # The client hung up (aiohttp cancels the handler) or the server is stopping.
+        log.info("client_disconnected", chat_id=turn.chat_id)
+        raise
     finally:
         # A no-op after a complete reply; otherwise the half-read upstream call is dropped.
         turn.close()

@@ -106,7 +106,7 @@ class ToolCallParser:
 
     Text goes out at once except what could still become a ``<tool_call>`` block; a block is
     held until it closes, then becomes a call (or goes out as the text it was). Whitespace
-    between calls is held back so a reply of only calls has no content.
+    before and between calls is dropped, so a reply of only calls has no content.
     """
 
     def __init__(self, tools: Sequence[Tool]) -> None:
@@ -161,10 +161,11 @@ class ToolCallParser:
         return out
 
     def _text(self, text: str, out: list[str | ToolCallOut]) -> None:
-        if not text:
-            return
-        if text.isspace():
+        # Trailing whitespace waits for more text: before a call it is dropped, wherever the
+        # stream happened to split.
+        kept = text.rstrip()
+        if not kept:
             self._blank += text
             return
-        out.append(self._blank + text)
-        self._blank = ""
+        out.append(self._blank + kept)
+        self._blank = text[len(kept) :]

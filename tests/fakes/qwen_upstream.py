@@ -130,6 +130,7 @@ class FakeQwen:
         self.streams_started = 0
         self.streams_finished = 0
         self.streams_aborted = 0  # the proxy hung up mid-stream
+        self.stream_ended = asyncio.Event()  # set when any stream finishes or is aborted
         self.chats: dict[str, str | None] = {}  # chat id -> the parent_id the next turn needs
         self.transcript = load_transcript()
         self._runner: web.AppRunner | None = None
@@ -393,9 +394,14 @@ class FakeQwen:
                 if self.pause:
                     await asyncio.sleep(self.pause)
             await resp.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
+            self.streams_aborted += 1
+            return resp
+        except asyncio.CancelledError:
             self.streams_aborted += 1
             raise
+        finally:
+            self.stream_ended.set()
         self.streams_finished += 1
         return resp
 

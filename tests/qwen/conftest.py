@@ -14,7 +14,7 @@ from qwenstack_core.store import Store
 from qwenstack_core.store import credentials as credential_rows
 from tests.fakes.qwen_upstream import FakeQwen
 from tests.qwen.process import QwenProxyProcess
-from tests.support.capture import record
+from tests.support.capture import SECRET_MARKER, record
 
 TOKEN = "tok-s3cr3t-umid-0001"
 COOKIES = "cna=abc; token=s3cr3t-cookie-0001; ssxmod_itna=xyz"
@@ -64,6 +64,8 @@ async def proxy_factory(db_path: Path, fake: FakeQwen) -> AsyncIterator[ProxyFac
     for proc in started:
         code = await proc.stop()
         assert code == 0, proc.lines[-20:]
+        # The token and cookies never reach a log line (also scanned at session end).
+        assert not [line for line in proc.lines if SECRET_MARKER in line]
 
 
 @pytest.fixture

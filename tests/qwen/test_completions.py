@@ -126,9 +126,7 @@ async def test_stream_without_include_usage_has_no_usage_chunk_and_ends_with_don
     assert all('"usage"' not in e for e in events)
 
 
-async def test_thinking_goes_out_as_reasoning_only_when_asked(
-    client: AsyncOpenAI, fake: FakeQwen
-):
+async def test_thinking_goes_out_as_reasoning_only_when_asked(client: AsyncOpenAI, fake: FakeQwen):
     fake.thinking_pieces = ["Let me ", "think."]
     fake.reply_pieces = ["Hello", " there"]
     plain = await client.chat.completions.create(model="qwen3-max", messages=QUESTION)
