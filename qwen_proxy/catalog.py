@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from qwen_proxy.errors import ModelNotFound, ProxyError
 from qwen_proxy.upstream import QwenClient
 from qwenstack_core.logsetup import get_logger
-from qwenstack_core.store import Store
+from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows
 from qwenstack_core.store.credentials import QwenCredentials
 
@@ -43,7 +42,7 @@ def from_upstream(model: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _stored(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def _stored(conn: Connection) -> list[dict[str, Any]]:
     return [
         {
             "id": row["id"],

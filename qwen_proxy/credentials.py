@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
 
 from qwen_proxy.errors import HOW_TO_PROVIDE, CredentialsMissing
-from qwenstack_core.store import Store
+from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import credentials as credential_rows
 from qwenstack_core.store.credentials import QwenCredentials
 from qwenstack_core.store.schema import data_version
@@ -27,7 +26,7 @@ class CredentialSource:
         self._version: int | None = None
         self._credentials: QwenCredentials | None = None
 
-    def refresh(self, conn: sqlite3.Connection) -> QwenCredentials | None:
+    def refresh(self, conn: Connection) -> QwenCredentials | None:
         """Return the stored credentials, reading the row only if the database changed."""
         version = data_version(conn)
         if version != self._version:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -16,7 +15,7 @@ from qwen_proxy.schema import ChatRequest
 from qwen_proxy.tools import ToolCallOut
 from qwen_proxy.upstream import QwenClient, Reply
 from qwenstack_core.logsetup import get_logger
-from qwenstack_core.store import Store
+from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import conversations as conversation_rows
 from qwenstack_core.store.conversations import Conversation
 from qwenstack_core.store.credentials import QwenCredentials
@@ -147,7 +146,7 @@ class ChatService:
         """
         key = conversation.request_key(request.messages)
 
-        def read(conn: sqlite3.Connection) -> tuple[QwenCredentials | None, Conversation | None]:
+        def read(conn: Connection) -> tuple[QwenCredentials | None, Conversation | None]:
             # One trip to the store thread for both: the request's time to first token.
             stored = conversation_rows.find(conn, key) if key is not None else None
             return self._credentials.refresh(conn), stored
