@@ -73,9 +73,12 @@ SETTINGS: dict[str, SettingDef] = {
         SettingDef("logging.logResponses", "logging", False, _boolean, False),
         SettingDef("system.autoStart", "system", False, _boolean, False),
         SettingDef("active_provider", "provider", None, _provider_id_or_null, False),
+        # Request history retention, applied by the children in the background.
+        SettingDef("history.maxRows", "history", 10000, _int_range(1, 10_000_000), False),
+        SettingDef("history.maxAgeDays", "history", 30, _int_range(1, 3650), False),
     )
 }  # fmt: skip
-CATEGORIES = ("server", "logging", "system", "provider")
+CATEGORIES = ("server", "logging", "system", "provider", "history")
 
 
 def definition(key: str) -> SettingDef:

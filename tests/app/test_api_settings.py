@@ -15,6 +15,8 @@ DEFAULTS: dict[str, Any] = {
     "logging.logResponses": False,
     "system.autoStart": False,
     "active_provider": None,
+    "history.maxRows": 10000,
+    "history.maxAgeDays": 30,
 }
 
 

@@ -1,0 +1,1 @@
+"""provider-router: the OpenAI-compatible endpoint clients use (routing, fallback, history)."""
