@@ -34,7 +34,7 @@ async def serve(settings: RouterSettings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1] if site._server else settings.port  # type: ignore[union-attr]
+        port = _bound_port(runner, settings.port)
         notify_ready()
         log.info("server_started", host=settings.host, port=port, pid=os.getpid())
         await stop.wait()
@@ -42,6 +42,14 @@ async def serve(settings: RouterSettings) -> None:
     finally:
         await runner.cleanup()
     log.info("server_stopped")
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    """Return the port actually bound (differs from ``configured`` only for port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ its first bytes, so everything that fails before that can still fall back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import deque
@@ -211,11 +212,10 @@ class Forwarder:
     ) -> web.Response:
         outcome.status = resp.status
         outcome.ttfb_ms = outcome.elapsed_ms()
+        headers["X-Provider-Id"] = outcome.provider_id or ""
         if resp.status == 200 and len(body) <= MAX_PARSED_BODY:
-            try:
+            with contextlib.suppress(ValueError):
                 _scan_completion(json.loads(body), outcome)
-            except ValueError:
-                pass
         elif resp.status >= 400:
             outcome.error = f"provider answered HTTP {resp.status}"
             outcome.error_class = "upstream_client_error"
@@ -235,6 +235,7 @@ class Forwarder:
     ) -> web.StreamResponse:
         outcome.status = 200
         outcome.ttfb_ms = outcome.elapsed_ms()
+        headers["X-Provider-Id"] = outcome.provider_id or ""
         headers["Content-Type"] = resp.headers.get("Content-Type", "text/event-stream")
         headers["Cache-Control"] = "no-cache"
         out = web.StreamResponse(status=200, headers=headers)
