@@ -56,11 +56,6 @@ def create_app(
     app[keys.CREDENTIALS] = CredentialService(store, events)
     app[keys.SETTINGS_SERVICE] = SettingsService(store, events)
     app[keys.HISTORY] = HistoryService(store)
-    app[keys.PROVIDER_CHECKS] = ProviderChecks(
-        app[keys.PROVIDERS],
-        qwen_proxy_port=settings.qwen_proxy_port,
-        router_port=settings.provider_router_port,
-    )
     app[keys.STATUS] = StatusService(
         app[keys.PROVIDERS],
         app[keys.MODELS],
@@ -78,6 +73,12 @@ def create_app(
         app[keys.STATUS],
         events,
         orphan_policy=settings.orphan_policy,
+    )
+    app[keys.PROVIDER_CHECKS] = ProviderChecks(
+        app[keys.PROVIDERS],
+        qwen_proxy_port=settings.qwen_proxy_port,
+        router_port=settings.provider_router_port,
+        router_state=app[keys.PROXY].router_state,
     )
     app[keys.REALTIME] = realtime.create_hub(events, app[keys.STATUS], policy)
     realtime.setup(app, app[keys.REALTIME])

@@ -27,6 +27,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ),
     ("API_TOKEN", "(unset)", "when set, /api routes and Socket.IO require 'Bearer <token>'"),
     ("ALLOWED_HOSTS", "(unset)", "extra Host names accepted besides localhost/127.0.0.1/[::1]"),
+    ("ROUTER_API_KEY", "(unset)", "when set, the provider-router's /v1 API requires it as Bearer"),
     ("QWEN_PROXY_PORT", "3000", "port of the supervised qwen-proxy"),
     ("PROVIDER_ROUTER_PORT", "3001", "port of the supervised provider-router"),
     ("QWEN_PROXY_COMMAND", "python -m qwen_proxy", "command line of qwen-proxy"),
@@ -47,6 +48,10 @@ CHILD_PASSTHROUGH = (
     "QWEN_BASE_URL",
     "QWEN_API_KEY",
     "LMSTUDIO_BASE_URL",
+    # The provider-router applies the same Host/origin policy as the daemon, and its own key.
+    "ROUTER_API_KEY",
+    "ALLOWED_HOSTS",
+    "CORS_ORIGIN",
     # What any program needs to run at all (the rest of our environment is not passed on).
     "PATH",
     "HOME",

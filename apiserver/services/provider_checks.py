@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -26,8 +27,12 @@ class ProviderChecks:
         *,
         qwen_proxy_port: int,
         router_port: int,
+        router_state: Callable[[], str] = lambda: "unknown",
     ) -> None:
         self._providers = providers
+        # The supervisor's view of the router ("running", "stopped", ...): a router that is not
+        # running is not called at all, so a stranger on its port never gets our request.
+        self._router_state = router_state
         self._session: aiohttp.ClientSession | None = None
         self._qwen_proxy_port = qwen_proxy_port
         self._router_url = f"http://127.0.0.1:{router_port}"
@@ -94,21 +99,36 @@ class ProviderChecks:
     async def reload(self, provider_id: str) -> dict[str, Any]:
         """Ask a running provider-router to re-read ``provider_id`` now."""
         await self._providers.connection_settings(provider_id)  # 404 for an unknown provider
-        try:
-            async with self._http.post(
-                f"{self._router_url}/admin/reload",
-                json={"provider_id": provider_id},
-                timeout=aiohttp.ClientTimeout(total=5),
-            ) as resp:
-                message = (
-                    "Provider reloaded by provider-router"
-                    if resp.status == 200
-                    else f"provider-router answered HTTP {resp.status}"
-                )
-        except (aiohttp.ClientError, TimeoutError):
-            message = "provider-router is not running; it reads the provider when it starts"
+        state = self._router_state()
+        reloaded = False
+        if state != "running":
+            message = (
+                f"provider-router is not running (state: {state}); nothing to reload:"
+                " it reads the providers when it starts"
+            )
+        else:
+            try:
+                async with self._http.post(
+                    f"{self._router_url}/admin/reload",
+                    json={"provider_id": provider_id},
+                    timeout=aiohttp.ClientTimeout(total=5),
+                ) as resp:
+                    reloaded = resp.status == 200
+                    message = (
+                        "Provider reloaded by provider-router"
+                        if reloaded
+                        else f"provider-router refused the reload (HTTP {resp.status})"
+                    )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                message = f"provider-router did not answer the reload ({_describe(exc)})"
         await self._providers.announce_reload(provider_id)
-        return {"provider_id": provider_id, "message": message, "timestamp": iso_now()}
+        return {
+            "provider_id": provider_id,
+            "message": message,
+            "reloaded": reloaded,
+            "router_state": state,
+            "timestamp": iso_now(),
+        }
 
 
 class UpstreamStatus(Exception):

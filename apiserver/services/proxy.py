@@ -111,6 +111,10 @@ class ProxyService:
         snapshot = self._manager.snapshot()
         return {key: snapshot[name] for name, key in STATUS_KEYS.items()}
 
+    def router_state(self) -> str:
+        """Return the provider-router's supervision state ("running", "stopped", ...)."""
+        return str(self._manager.snapshot()[PROVIDER_ROUTER]["state"])
+
     def _require(self, name: str) -> str:
         """Return ``name`` if it names a child, else raise 404."""
         if name not in STATUS_KEYS:

@@ -422,6 +422,7 @@ async def test_provider_test_against_closed_port(api: Api) -> None:
 async def test_reload_without_router(api: Api) -> None:
     status, body = await api.post("/api/providers/lm-studio-default/reload")
     assert status == 200
-    assert set(body) == {"provider_id", "message", "timestamp"}
+    assert set(body) == {"provider_id", "message", "timestamp", "reloaded", "router_state"}
     assert body["provider_id"] == "lm-studio-default"
     assert "not running" in body["message"]
+    assert body["reloaded"] is False and body["router_state"] == "stopped"

@@ -89,9 +89,13 @@ async def test_failure_after_first_streamed_byte_is_not_retried(
     client = openai_client(router)
     stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
     received = []
-    with pytest.raises(openai.APIError) as caught:
+
+    async def consume() -> None:
         async for event in stream:
             received.append(event.choices[0].delta.content)
+
+    with pytest.raises(openai.APIError) as caught:
+        await consume()
     assert received == ["Hello0 ", "Hello1 "]
     assert "incomplete" in caught.value.message
     assert second.seen == []
