@@ -59,9 +59,7 @@ async def test_api_changes_route_the_very_next_request(
     fakes = {"alpha": await upstreams("alpha"), "beta": await upstreams("beta")}
     await _catalog(api, fakes, {"alpha": 10, "beta": 5})
     # History written rarely here, so that the only commits are the API server's edits.
-    router = await RouterProcess(
-        daemon.db_path, {"ROUTER_HISTORY_FLUSH_INTERVAL": "30"}
-    ).start()
+    router = await RouterProcess(daemon.db_path, {"ROUTER_HISTORY_FLUSH_INTERVAL": "30"}).start()
     try:
         client = openai_client(router)
         assert await _served_by(client) == "alpha"
