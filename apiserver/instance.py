@@ -43,7 +43,7 @@ def exclusive_database(database: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DatabaseInUse(
-                f"another apiserver (pid {_holder(real)}) is using {database}"
+                f"another apiserver (pid {_holder(real, os.fstat(fd))}) is using {database}"
                 + (f" ({real})" if real != database.absolute() else "")
                 + "; stop it or set DATABASE_PATH to another file"
             ) from None
@@ -61,7 +61,17 @@ def exclusive_database(database: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _holder(real: Path) -> str:
+def _holder(real: Path, stat: os.stat_result) -> str:
+    """Return the pid holding the flock on the file (/proc/locks on Linux, else the pid file)."""
+    wanted = (os.major(stat.st_dev), os.minor(stat.st_dev), stat.st_ino)
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (device numbers in hex)
+            fields = line.split()
+            if len(fields) >= 6 and fields[1] == "FLOCK":
+                major, minor, inode = fields[5].split(":")
+                if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                    return fields[4]
     try:
         return lock_path(real).read_text().strip() or "unknown"
     except OSError:

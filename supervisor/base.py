@@ -64,6 +64,7 @@ class ChildBase(Listeners):
         self._healthy = False
         self._running_since: float | None = None
         self._manual_stop = False
+        self._spawning = False  # a fork/exec is running in a worker thread
         self._detached = False  # after detach() the process belongs to the next daemon
         self._waiters: list[tuple[frozenset[ChildState], asyncio.Future[ChildState]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -146,8 +147,10 @@ class ChildBase(Listeners):
         """Return up to ``lines`` recent output lines, oldest first, as ``{ts, stream, line}``."""
         return self._output.recent(lines)
 
-    def owned_pids(self) -> set[int]:
-        """Return the pids whose exit status belongs to this child's handles (not the reaper)."""
+    def owned_pids(self) -> set[int] | None:
+        """Return the pids whose exit status is this child's handle's (None: a spawn is on)."""
+        if self._spawning:
+            return None  # a new pid is not known yet: reaping must wait
         return {self._run.pid} if self._run is not None and self._run.handle.direct else set()
 
     async def wait_for_state(self, *states: ChildState, timeout: float | None = None) -> ChildState:

@@ -168,11 +168,11 @@ class ChildProcess(ChildBase):
         self._launch_task = self._spawn(self._launch(), "launch")
 
     async def _launch(self) -> None:
-        problem = await self._port_problem()
+        problem = await process.port_problem(self.spec.host, self.spec.port)
         if problem is not None and self._cleanups:
             # A crashed run's escaped descendant may still hold the port: let the sweep end.
             await asyncio.wait(set(self._cleanups), timeout=KILL_GRACE + 1)
-            problem = await self._port_problem()
+            problem = await process.port_problem(self.spec.host, self.spec.port)
         if self._state is not S.STARTING:
             return  # a stop won while we checked the port
         if problem is not None:
@@ -187,18 +187,15 @@ class ChildProcess(ChildBase):
         if self._state is S.STARTING:
             self._probe_task = self._spawn(self._probe(run), "probe")
 
-    async def _port_problem(self) -> str | None:
-        port = self.spec.port
-        if not process.port_in_use(self.spec.host, port):
-            return None
-        pid, name = await asyncio.to_thread(process.port_holder, port)
-        if pid is None:
-            return f"port {port} in use by an unknown process"
-        return f"port {port} in use by pid {pid} ({name or 'unknown'})"
-
     async def _exec(self) -> Run:
         spec = self.spec
-        run = await Run.spawn(spec, self._markers.new(spec.name), self._output.add, self._on_notify)
+        self._spawning = True
+        try:
+            run = await Run.spawn(
+                spec, self._markers.new(spec.name), self._output.add, self._on_notify
+            )
+        finally:
+            self._spawning = False
         self._run = run
         self._pid = run.pid
         self._sampler.reset()
@@ -230,7 +227,12 @@ class ChildProcess(ChildBase):
         """Poll /health until ready (unless READY=1 comes first) within start_timeout."""
         spec = self.spec
         ready = await readiness.wait_ready(
-            spec.host, spec.port, spec.health_path, spec.probe_timeout, spec.start_timeout
+            spec.host,
+            spec.port,
+            spec.health_path,
+            every=spec.ready_poll,
+            probe_timeout=spec.probe_timeout,
+            within=spec.start_timeout,
         )
         if run is not self._run or self._state is not S.STARTING:
             return

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -53,7 +55,7 @@ class ProcessHandle:
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def spawn(
+    async def spawn(
         cls,
         argv: tuple[str, ...],
         *,
@@ -63,8 +65,13 @@ class ProcessHandle:
         stderr: int,
         marker: str | None,
     ) -> ProcessHandle:
-        """Start ``argv`` in a new session (its own process group) and watch it."""
-        popen = subprocess.Popen(  # noqa: S603 - argv is a list from the configuration
+        """Start ``argv`` in a new session (its own process group) and watch it.
+
+        The fork and exec run in a worker thread: under load they take milliseconds, during
+        which the event loop keeps delivering (a crash's event leaves before the restart).
+        """
+        start = functools.partial(
+            subprocess.Popen,
             argv,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
@@ -74,6 +81,13 @@ class ProcessHandle:
             start_new_session=True,
             close_fds=True,
         )
+        loop = asyncio.get_running_loop()
+        started = loop.run_in_executor(None, start)
+        try:
+            popen = await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(_kill_unwatched)  # nobody will watch it: end it
+            raise
         # The status is collected below (pidfd + waitpid); Popen must neither wait for it
         # later (its cleanup of unwaited children would steal the status) nor warn.
         popen.returncode = 0
@@ -199,3 +213,13 @@ class ProcessHandle:
 
     def __repr__(self) -> str:
         return f"<ProcessHandle pid={self.pid} direct={self.direct}>"
+
+
+def _kill_unwatched(started: asyncio.Future[subprocess.Popen[str]]) -> None:
+    """Kill and reap a process whose spawn was cancelled before anyone could watch it."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    popen = started.result()
+    with contextlib.suppress(OSError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    threading.Thread(target=popen.wait, daemon=True).start()

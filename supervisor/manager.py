@@ -173,8 +173,14 @@ class SupervisorManager:
         self._log.info("subreaper_enabled")
         return True
 
-    def _owned_pids(self) -> set[int]:
-        return {pid for child in self._children.values() for pid in child.owned_pids()}
+    def _owned_pids(self) -> set[int] | None:
+        owned: set[int] = set()
+        for child in self._children.values():
+            pids = child.owned_pids()
+            if pids is None:
+                return None
+            owned |= pids
+        return owned
 
     async def shutdown(self, *, detach: bool = False) -> None:
         """Stop every child for daemon exit (or, with ``detach``, leave them for adoption)."""

@@ -125,6 +125,16 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+async def port_problem(host: str, port: int) -> str | None:
+    """Return why ``port`` cannot be ours (naming the holder), or None when it is free."""
+    if not port_in_use(host, port):
+        return None
+    pid, name = await asyncio.to_thread(port_holder, port)
+    if pid is None:
+        return f"port {port} in use by an unknown process"
+    return f"port {port} in use by pid {pid} ({name or 'unknown'})"
+
+
 def port_holder(port: int) -> tuple[int | None, str | None]:
     """Return (pid, name) of the process listening on ``port``, as far as we may see it."""
     try:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 from supervisor import process
 
-READY_POLL = 0.025  # seconds between /health probes while starting
 _CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
 _MAX_MESSAGE = 4096
 
@@ -86,15 +85,17 @@ class NotifySocket:
             self._tmpdir = None
 
 
-async def wait_ready(host: str, port: int, path: str, probe_timeout: float, within: float) -> bool:
-    """Poll ``GET path`` until it answers 200 within ``within`` seconds (the fallback to READY=1).
+async def wait_ready(
+    host: str, port: int, path: str, *, every: float, probe_timeout: float, within: float
+) -> bool:
+    """Poll ``GET path`` ``every`` seconds until it answers 200 within ``within`` seconds.
 
     No probe at once: nothing listens a few microseconds after exec.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while (remaining := deadline - loop.time()) > 0:
-        await asyncio.sleep(min(READY_POLL, remaining))
+        await asyncio.sleep(min(every, remaining))
         timeout = min(probe_timeout, max(deadline - loop.time(), 0.001))
         if await process.http_ok(host, port, path, timeout):
             return True

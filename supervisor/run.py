@@ -50,7 +50,7 @@ class Run:
             if spec.notify:
                 notify = NotifySocket(f"qwenstack/{marker}", on_notify)
                 env["NOTIFY_SOCKET"] = notify.address
-            handle = ProcessHandle.spawn(
+            handle = await ProcessHandle.spawn(
                 spec.argv, env=env, cwd=spec.cwd, stdout=pipes.out_w, stderr=pipes.err_w,
                 marker=marker,
             )  # fmt: skip
@@ -73,6 +73,10 @@ class Run:
         """Return True if a notification from ``pid`` comes from this run (None: unknown)."""
         return pid is None or pid == self.pid or carries(pid, self.handle.marker)
 
+    async def everything_soon(self) -> list[psutil.Process]:
+        """Return ``everything()``, scanned in a worker thread (the loop keeps delivering)."""
+        return await asyncio.to_thread(self.everything)
+
     def everything(self) -> list[psutil.Process]:
         """Return the known descendants plus every live process carrying the run's marker."""
         found = dict(self.tree)
@@ -88,7 +92,7 @@ class Run:
 
     async def kill_leftovers(self) -> None:
         """SIGKILL every descendant still alive (after a crash) and wait until they are gone."""
-        leftovers = self.everything()
+        leftovers = await self.everything_soon()
         if not leftovers:
             return
         self.signal_all(signal.SIGKILL, leftovers)

@@ -22,6 +22,7 @@ class ChildSpec:
     health_path: str = "/health"
     # Give the child a NOTIFY_SOCKET and take READY=1 as ready; /health stays the fallback.
     notify: bool = True
+    ready_poll: float = 0.025  # seconds between /health probes while starting
     start_timeout: float = 15.0
     stop_timeout: float = 10.0
     probe_timeout: float = 2.0
@@ -46,7 +47,13 @@ class ChildSpec:
             problems.append("argv is empty")
         if not 0 < self.port < 65536:
             problems.append(f"port {self.port} out of range")
-        for knob in ("start_timeout", "stop_timeout", "probe_timeout", "liveness_interval"):
+        for knob in (
+            "start_timeout",
+            "stop_timeout",
+            "probe_timeout",
+            "liveness_interval",
+            "ready_poll",
+        ):
             if getattr(self, knob) <= 0:
                 problems.append(f"{knob} must be > 0")
         if self.crash_limit < 0 or self.liveness_failures < 1 or self.log_lines < 1:

@@ -86,14 +86,15 @@ class OrphanReaper:
     """Collect the exit status of reparented descendants (we are their subreaper).
 
     Only our direct children that are not a run's own process are reaped: a run's status
-    belongs to its ``ProcessHandle`` (``owned`` returns those pids), and ``waitpid(-1)`` would
-    steal it. Reaping is coalesced and deferred a little, so a burst of SIGCHLDs costs one scan
-    and never delays the crash -> event path.
+    belongs to its ``ProcessHandle`` (``owned`` returns those pids, or None while a spawn is
+    under way and a new pid is not known yet), and ``waitpid(-1)`` would steal it. Reaping is
+    coalesced and deferred a little, so a burst of SIGCHLDs costs one scan and never delays
+    the crash -> event path.
     """
 
     DELAY = 0.05
 
-    def __init__(self, owned: Callable[[], set[int]]) -> None:
+    def __init__(self, owned: Callable[[], set[int] | None]) -> None:
         self._owned = owned
         self._scheduled = False
         self.reaped = 0
@@ -109,6 +110,9 @@ class OrphanReaper:
         """Reap every exited reparented descendant now; return how many."""
         self._scheduled = False
         owned = self._owned()
+        if owned is None:  # a spawn is under way: its pid is not known yet
+            self.on_sigchld()
+            return 0
         try:
             children = psutil.Process().children()
         except psutil.Error:
