@@ -173,7 +173,27 @@ def _v4_children(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_history, _v3_supervision, _v4_children)
+# What versions 1-4 seeded for qwen-proxy-default: an address pinned to port 3000.
+OLD_QWEN_PROXY_URL = "http://127.0.0.1:3000/v1"
+
+
+def _v5_qwen_proxy_url(conn: sqlite3.Connection) -> None:
+    # Drop that seeded baseURL if nobody changed it since (written once: created = updated), so
+    # the provider follows QWEN_PROXY_PORT like a newly seeded one. At port 3000 nothing changes.
+    conn.execute(
+        "DELETE FROM provider_configs WHERE provider_id = 'qwen-proxy-default'"
+        " AND key = 'baseURL' AND value = ? AND created_at = updated_at",
+        (json.dumps(OLD_QWEN_PROXY_URL),),
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_core,
+    _v2_history,
+    _v3_supervision,
+    _v4_children,
+    _v5_qwen_proxy_url,
+)
 LATEST_VERSION = len(MIGRATIONS)
 
 DEFAULT_MODELS: tuple[tuple[str, str, str, list[str]], ...] = (

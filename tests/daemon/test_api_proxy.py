@@ -347,7 +347,8 @@ async def test_start_without_waiting(
     api = Api(http, daemon.url)
     began = time.monotonic()
     status, body = await api.post("/api/proxy/start?wait=false")
-    assert time.monotonic() - began < 0.5
+    # Answered before the child could be healthy (a generous bound: "starting" below is the proof).
+    assert time.monotonic() - began < 1.0
     assert status == 200, body
     assert body["success"] is True
     assert body["status"] == "starting", brief(body)
