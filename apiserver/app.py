@@ -54,7 +54,9 @@ def create_app(
     app[keys.PROVIDERS] = ProviderService(store, events)
     app[keys.MODELS] = ModelService(store, events)
     app[keys.CREDENTIALS] = CredentialService(store, events)
-    app[keys.SETTINGS_SERVICE] = SettingsService(store, events)
+    app[keys.SETTINGS_SERVICE] = SettingsService(
+        store, events, fixed={"server.port": settings.provider_router_port}
+    )
     app[keys.HISTORY] = HistoryService(store)
     app[keys.STATUS] = StatusService(
         app[keys.PROVIDERS],

@@ -17,6 +17,14 @@ from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
 T = TypeVar("T")
 
 MAX_FILTER_LEN = 256
+RESPONSE_STATS_FIELDS = (
+    "total_responses",
+    "total_tokens",
+    "total_completion_tokens",
+    "total_prompt_tokens",
+    "avg_duration_ms",
+    "success_rate",
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")
 
@@ -112,8 +120,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     """Return one session."""
-    session = await request.app[HISTORY].session(request.match_info["session_id"])
-    return web.json_response({"session": session})
+    return web.json_response(await request.app[HISTORY].session(request.match_info["session_id"]))
 
 
 async def list_session_requests(request: web.Request) -> web.Response:
@@ -154,8 +161,7 @@ async def list_requests(request: web.Request) -> web.Response:
 
 async def get_request(request: web.Request) -> web.Response:
     """Return one request (by row id or request UUID) with its responses."""
-    found = await request.app[HISTORY].request(request.match_info["request_ref"])
-    return web.json_response({"request": found})
+    return web.json_response(await request.app[HISTORY].request(request.match_info["request_ref"]))
 
 
 async def delete_request(request: web.Request) -> web.Response:
@@ -193,13 +199,16 @@ async def response_stats(request: web.Request) -> web.Response:
     q = _Query(request.query)
     filters = _response_filter(q)
     q.done()
-    return web.json_response({"stats": await request.app[HISTORY].response_stats(filters)})
+    stats = await request.app[HISTORY].response_stats(filters)
+    # The prototype's fields at the top level (numbers, never null); "stats" has them all.
+    top = {key: stats[key] or 0 for key in RESPONSE_STATS_FIELDS}
+    return web.json_response({**top, "stats": stats})
 
 
 async def get_response(request: web.Request) -> web.Response:
     """Return one response."""
     found = await request.app[HISTORY].response(request.match_info["response_ref"])
-    return web.json_response({"response": found})
+    return web.json_response(found)
 
 
 async def delete_response(request: web.Request) -> web.Response:

@@ -309,3 +309,22 @@ def delete_response(conn: sqlite3.Connection, ref: str) -> Row:
     pk = _find_response(conn, ref)["id"]
     conn.execute("DELETE FROM responses WHERE id = ?", (pk,))
     return {"responses": 1}
+
+
+def request_summary(conn: sqlite3.Connection, request_pk: int | None) -> Row | None:
+    """Return ``{id, request_id, model, stream, timestamp}`` of a request row, or None."""
+    if request_pk is None:
+        return None
+    row = conn.execute(
+        "SELECT id, request_id, model, stream, created_at FROM requests WHERE id = ?",
+        (request_pk,),
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "id": row["id"],
+        "request_id": row["request_id"],
+        "model": row["model"],
+        "stream": bool(row["stream"]),
+        "timestamp": row["created_at"],
+    }

@@ -6,7 +6,8 @@ import sqlite3
 
 from qwenstack_core.store.history import Page, ResponseFilter, Row, count_rows, response_where
 
-DAY_MS = 24 * 60 * 60 * 1000
+HOUR_MS = 60 * 60 * 1000
+DAY_MS = 24 * HOUR_MS
 
 # One definition of "this response is an error", shared by every count.
 _IS_ERROR = "(r.error IS NOT NULL OR r.status_code >= 400)"
@@ -14,6 +15,10 @@ _IS_ERROR = "(r.error IS NOT NULL OR r.status_code >= 400)"
 
 def _avg(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _percent(part: int, whole: int) -> float | int:
+    return round(100 * part / whole, 2) if whole else 0
 
 
 def response_stats(conn: sqlite3.Connection, filters: ResponseFilter) -> Row:
@@ -47,6 +52,7 @@ def response_stats(conn: sqlite3.Connection, filters: ResponseFilter) -> Row:
         "total_completion_tokens": total["completion_tokens"],
         "total_tokens": total["total_tokens"],
         "error_count": total["error_count"],
+        "success_rate": _percent(total["count"] - total["error_count"], total["count"]),
         "by_provider": [
             {
                 "provider_id": r["provider_id"],
@@ -116,26 +122,49 @@ def recent_activity(conn: sqlite3.Connection, *, limit: int) -> Page:
 
 
 def activity_stats(conn: sqlite3.Connection, *, now: int) -> Row:
-    """Return overall history counters; "last 24h" is relative to ``now`` (epoch ms)."""
+    """Return overall history counters; "last 24h" is relative to ``now`` (epoch ms).
+
+    The prototype's field names (``total_api_requests`` …) sit beside ours; every one is a
+    number, 0 on an empty history.
+    """
+    day_ago, hour_ago = now - DAY_MS, now - HOUR_MS
     requests = conn.execute(
-        "SELECT COUNT(*) AS total, COALESCE(SUM(created_at >= ?), 0) AS recent FROM requests",
-        (now - DAY_MS,),
+        "SELECT COUNT(*) AS total, COALESCE(SUM(created_at >= ?), 0) AS recent,"
+        " COALESCE(SUM(created_at >= ?), 0) AS last_hour FROM requests",
+        (day_ago, hour_ago),
     ).fetchone()
     responses = conn.execute(
         "SELECT COUNT(*) AS total, AVG(r.duration_ms) AS avg_duration_ms,"
         f" COALESCE(SUM({_IS_ERROR}), 0) AS errors,"
+        f" COALESCE(SUM({_IS_ERROR} AND r.created_at >= ?), 0) AS recent_errors,"
         " COALESCE(SUM(r.prompt_tokens), 0) AS prompt_tokens,"
         " COALESCE(SUM(r.completion_tokens), 0) AS completion_tokens,"
-        " COALESCE(SUM(r.total_tokens), 0) AS total_tokens FROM responses r"
+        " COALESCE(SUM(r.total_tokens), 0) AS total_tokens FROM responses r",
+        (day_ago,),
     ).fetchone()
+    total_responses = responses["total"]
+    avg_duration = _avg(responses["avg_duration_ms"])
+    success = total_responses - responses["errors"]
     return {
         "total_requests": requests["total"],
         "requests_last_24h": requests["recent"],
         "total_sessions": count_rows(conn, "SELECT COUNT(*) FROM sessions", ()),
-        "total_responses": responses["total"],
+        "total_responses": total_responses,
         "error_count": responses["errors"],
-        "avg_duration_ms": _avg(responses["avg_duration_ms"]),
+        "avg_duration_ms": avg_duration,
         "total_prompt_tokens": responses["prompt_tokens"],
         "total_completion_tokens": responses["completion_tokens"],
         "total_tokens": responses["total_tokens"],
+        # The prototype's names.
+        "total_api_requests": requests["total"],
+        "avg_response_time_ms": avg_duration or 0,
+        "active_sessions": count_rows(
+            conn, "SELECT COUNT(*) FROM sessions WHERE last_accessed >= ?", (day_ago,)
+        ),
+        "recent_errors": responses["recent_errors"],
+        "total_providers": count_rows(conn, "SELECT COUNT(*) FROM providers", ()),
+        "total_models": count_rows(conn, "SELECT COUNT(*) FROM models", ()),
+        "requests_last_hour": requests["last_hour"],
+        "requests_last_day": requests["recent"],
+        "success_rate_percent": _percent(success, total_responses),
     }

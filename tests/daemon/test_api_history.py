@@ -577,22 +577,54 @@ async def test_activity_stats(api: Api, history: HistoryWriter) -> None:
     seed_two_sessions(history)  # all of it long ago
     now = int(time.time() * 1000)
     fresh = history.request("uuid-now", created_at=now - MINUTE)
-    history.response(fresh, status_code=429, error="rate limited", tokens=None, duration_ms=500)
+    history.response(
+        fresh,
+        status_code=429,
+        error="rate limited",
+        tokens=None,
+        duration_ms=500,
+        created_at=now - MINUTE + 500,
+    )
     status, body = await api.get("/api/activity/stats")
     assert status == 200
-    assert body == {
-        "stats": {
-            "total_requests": 5,
-            "requests_last_24h": 1,
-            "total_sessions": 2,
-            "total_responses": 5,
-            "error_count": 2,
-            "avg_duration_ms": 300.0,  # (300 + 200 + 400 + 100 + 500) / 5
-            "total_prompt_tokens": 28,
-            "total_completion_tokens": 15,
-            "total_tokens": 43,
-        }
+    assert set(body) == {"stats"}
+    stats = body["stats"]
+    assert {k: stats[k] for k in OUR_ACTIVITY_STATS} == {
+        "total_requests": 5,
+        "requests_last_24h": 1,
+        "total_sessions": 2,
+        "total_responses": 5,
+        "error_count": 2,
+        "avg_duration_ms": 300.0,  # (300 + 200 + 400 + 100 + 500) / 5
+        "total_prompt_tokens": 28,
+        "total_completion_tokens": 15,
+        "total_tokens": 43,
     }
+    # The prototype's fields, beside ours.
+    assert {k: v for k, v in stats.items() if k not in OUR_ACTIVITY_STATS} == {
+        "total_api_requests": 5,
+        "avg_response_time_ms": 300.0,
+        "active_sessions": 0,  # both sessions were last used long ago
+        "recent_errors": 1,  # the 429 of a minute ago; the 502 is older than 24 h
+        "total_providers": 3,  # the seeded ones
+        "total_models": stats["total_models"],
+        "requests_last_hour": 1,
+        "requests_last_day": 1,
+        "success_rate_percent": 60.0,
+    }
+
+
+OUR_ACTIVITY_STATS = (
+    "total_requests",
+    "requests_last_24h",
+    "total_sessions",
+    "total_responses",
+    "error_count",
+    "avg_duration_ms",
+    "total_prompt_tokens",
+    "total_completion_tokens",
+    "total_tokens",
+)
 
 
 # -- validation shared by every list -------------------------------------------------------
