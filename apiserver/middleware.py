@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -36,8 +37,11 @@ def json_error(exc: errors.APIError, request_id: str | None) -> web.Response:
 
 
 def _from_http_exception(exc: web.HTTPException) -> errors.APIError:
-    status = exc.status
-    if status == 404:
+    return _from_status(exc.status, exc.reason)
+
+
+def _from_status(status: int, reason: str | None = None) -> errors.APIError:
+    if status in (403, 404):  # 403: a directory under /static/ (no listings): not a resource
         return errors.NotFound("Route not found", code="route_not_found")
     if status == 405:
         return errors.MethodNotAllowed("Method not allowed for this route")
@@ -46,7 +50,7 @@ def _from_http_exception(exc: web.HTTPException) -> errors.APIError:
     if status == 415:
         return errors.UnsupportedMediaType("Request body must be application/json")
     if 400 <= status < 500:
-        return errors.InvalidRequest(exc.reason or "Bad request", code="bad_request")
+        return errors.InvalidRequest(reason or "Bad request", code="bad_request")
     return errors.APIError(errors.INTERNAL_MESSAGE)
 
 
@@ -58,7 +62,9 @@ def request_context() -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-ID", "")[:128] or f"{prefix}-{next(counter)}"
+        request_id = request.headers.get("X-Request-ID", "")
+        if not (request_id and len(request_id) <= 128 and _REQUEST_ID.fullmatch(request_id)):
+            request_id = f"{prefix}-{next(counter)}"  # only safe ids are echoed back
         request[REQUEST_ID] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
@@ -83,6 +89,14 @@ def request_context() -> Middleware:
             log.exception("request_failed")
             response = web.json_response(errors.internal_error(request_id), status=500)
         status = response.status
+        if (
+            status >= 400
+            and not response.prepared
+            and response.content_type != "application/json"
+            and not request.path.startswith("/socket.io")
+        ):
+            # An error answered (not raised) by aiohttp itself: still the one error shape.
+            response = json_error(_from_status(status, response.reason), request_id)
         level = "warning" if status >= 500 else "info" if status >= 400 else "debug"
         log.log(
             _LEVELS[level],
@@ -96,6 +110,7 @@ def request_context() -> Middleware:
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]+")
 REQUEST_ID = web.RequestKey("request_id", str)
 CORS_HEADERS = web.RequestKey("cors_headers", dict[str, str])
 
@@ -118,12 +133,14 @@ def access_control(policy: AccessPolicy) -> Middleware:
         if not policy.host_allowed(request.headers.get("Host")):
             raise errors.Forbidden("Host header not allowed", code="host_not_allowed")
         path = request.path
-        if path.startswith("/socket.io"):
-            return await handler(request)  # Engine.IO applies the same policy itself
         origin = request.headers.get("Origin")
-        if origin and not same_origin(origin, request.headers.get("Host")):
-            if not policy.origin_allowed(origin):
-                raise errors.Forbidden("Origin not allowed", code="origin_not_allowed")
+        foreign = bool(origin) and not same_origin(origin or "", request.headers.get("Host"))
+        if foreign and not (origin and origin.isascii() and policy.origin_allowed(origin)):
+            # Also for Socket.IO: Engine.IO would refuse it with a bare JSON string.
+            raise errors.Forbidden("Origin not allowed", code="origin_not_allowed")
+        if path.startswith("/socket.io"):
+            return await handler(request)  # Engine.IO applies the token and CORS headers
+        if foreign and origin:
             cors_headers = request[CORS_HEADERS] = {
                 "Access-Control-Allow-Origin": origin,
                 "Access-Control-Allow-Credentials": "true",

@@ -66,8 +66,10 @@ class AccessPolicy:
         """Return True when no token is configured or ``presented`` matches it."""
         if self.token is None:
             return True
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as the
+        # bytes they were (never equal to the token), instead of failing to encode them.
         return presented is not None and hmac.compare_digest(
-            presented.encode(), self.token.encode()
+            presented.encode("utf-8", "surrogateescape"), self.token.encode()
         )
 
 

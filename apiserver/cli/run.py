@@ -12,6 +12,7 @@ from aiohttp import web
 from apiserver import __version__, keys
 from apiserver.app import create_app
 from apiserver.config import Settings
+from apiserver.http_server import JsonErrorAppRunner
 from apiserver.instance import DatabaseInUse, exclusive_database
 from qwenstack_core.logsetup import get_logger
 
@@ -49,7 +50,7 @@ async def serve(settings: Settings) -> None:
         # This process spawns nothing but the children, so it may adopt and reap whatever
         # leaves their trees (before the first spawn: restore runs in runner.setup()).
         app[keys.PROXY].become_subreaper()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        runner = JsonErrorAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
         try:
