@@ -137,11 +137,13 @@ def internal_error(request_id: str | None) -> dict[str, Any]:
 
 
 def from_store(exc: store_errors.StoreError) -> APIError:
-    """Map one of the store's errors to its HTTP error (404, 409 or 400), keeping its code."""
+    """Map one of the store's errors to its HTTP error (404, 409, 400, 503), keeping its code."""
     if isinstance(exc, store_errors.NotFound):
         return NotFound(exc.message, code=exc.code)
     if isinstance(exc, store_errors.Conflict):
         return Conflict(exc.message, code=exc.code)
     if isinstance(exc, store_errors.Invalid):
         return ValidationFailed(exc.details, exc.message)
+    if isinstance(exc, store_errors.StorageUnavailable):
+        return ServiceUnavailable(exc.message, code=exc.code)
     return APIError(INTERNAL_MESSAGE)

@@ -50,3 +50,12 @@ class Invalid(StoreError):
 def invalid_field(name: str, message: str) -> Invalid:
     """Return the error for one bad field."""
     return Invalid([{"field": name, "message": message}])
+
+
+class StorageUnavailable(StoreError):
+    """The database cannot be written (or read): read-only, disk full, file gone or replaced.
+
+    Nothing was written; ``message`` says which fault it is, in a sentence a user can act on.
+    """
+
+    default_code = "storage_unavailable"

@@ -6,13 +6,21 @@ from aiohttp import web
 
 from apiserver import __version__
 from apiserver.events import iso_now
+from apiserver.keys import STORE
 
 
-async def health(_request: web.Request) -> web.Response:
-    """Answer that the daemon is up (no token needed, no database touched)."""
-    return web.json_response(
-        {"status": "ok", "service": "api-server", "version": __version__, "timestamp": iso_now()}
-    )
+async def health(request: web.Request) -> web.Response:
+    """Answer that the daemon is up, or degraded with the storage fault (no query is run)."""
+    fault = request.app[STORE].health()
+    body = {
+        "status": "degraded" if fault else "ok",
+        "service": "api-server",
+        "version": __version__,
+        "timestamp": iso_now(),
+    }
+    if fault:
+        body["reason"] = fault
+    return web.json_response(body)
 
 
 def setup(app: web.Application) -> None:

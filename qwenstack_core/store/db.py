@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
+from qwenstack_core.errors import StorageUnavailable
 from qwenstack_core.store import schema
 from qwenstack_core.store.worker import DatabaseThread
 
@@ -18,6 +20,39 @@ T = TypeVar("T")
 Connection: TypeAlias = sqlite3.Connection
 
 BUSY_TIMEOUT_MS = 5000
+
+# SQLite result codes (the name before any extended suffix) that mean "the storage under the
+# database is at fault", with the sentence a user gets for each.
+_STORAGE_FAULTS = {
+    "SQLITE_READONLY": "the database is read-only (check the permissions and the file system"
+    " of {path})",
+    "SQLITE_FULL": "the disk holding the database is full ({path})",
+    "SQLITE_IOERR": "the database file cannot be read or written (I/O error on {path})",
+    "SQLITE_CANTOPEN": "the database file cannot be opened ({path})",
+    "SQLITE_CORRUPT": "the database file is damaged ({path})",
+    "SQLITE_NOTADB": "the database file is not a database any more ({path})",
+    "SQLITE_BUSY": "the database is locked by another process ({path})",
+}
+
+
+def storage_fault(exc: sqlite3.Error, path: Path) -> StorageUnavailable | None:
+    """Return the StorageUnavailable for a storage-level SQLite error, None for another one."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, sentence in _STORAGE_FAULTS.items():
+        if name == prefix or name.startswith(prefix + "_"):
+            return StorageUnavailable(
+                "Storage unavailable: " + sentence.format(path=path) + "; nothing was written"
+            )
+    return None
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """Return (device, inode) of ``path``, or None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -58,6 +93,10 @@ class Store:
         self._seed_options = seed_options or {}
         self._thread = DatabaseThread()
         self._conn: sqlite3.Connection | None = None
+        # (device, inode) of the file opened: a file deleted or replaced under the running
+        # process is detected before each write, which is refused instead of being lost.
+        self._identity: tuple[int, int] | None = None
+        self.fault: str | None = None  # the last storage fault, until a write succeeds
         self.migrated_from = 0
         # Read cache for the small, hot catalog lists (providers, models). Only this process
         # writes those tables (the children only write history), so a counter bumped by every
@@ -82,6 +121,28 @@ class Store:
             conn.close()
             raise
         self._conn = conn
+        self._identity = file_identity(self.path)
+
+    def identity_problem(self) -> str | None:
+        """Return why the file at ``path`` is not the one opened (gone, replaced), or None."""
+        if self._identity is None:
+            return None
+        now = file_identity(self.path)
+        if now is None:
+            return (
+                f"Storage unavailable: the database file {self.path} was deleted while"
+                " the server runs; restart it to recreate or restore the file"
+            )
+        if now != self._identity:
+            return (
+                f"Storage unavailable: the database file {self.path} was replaced while"
+                " the server runs; restart it to use the new file"
+            )
+        return None
+
+    def health(self) -> str | None:
+        """Return the current storage fault as a sentence, or None when storage looks fine."""
+        return self.identity_problem() or self.fault
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""
@@ -92,7 +153,17 @@ class Store:
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the store thread."""
-        return await self._run(lambda: fn(self._require()))
+        return await self._run(lambda: self.read_sync(fn))
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the calling thread; storage faults become StorageUnavailable."""
+        try:
+            return fn(self._require())
+        except sqlite3.Error as exc:
+            fault = storage_fault(exc, self.path)
+            if fault is None:
+                raise
+            raise fault from exc
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the store thread."""
@@ -123,16 +194,28 @@ class Store:
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the calling thread (store thread only)."""
         conn = self._require()
-        conn.execute("BEGIN IMMEDIATE")
+        problem = self.identity_problem()
+        if problem is not None:
+            self.fault = problem
+            raise StorageUnavailable(problem + "; nothing was written")
         try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also when COMMIT itself failed (disk full, busy): never leave the one connection
-            # inside a transaction, or every later BEGIN would fail.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                # Also when COMMIT itself failed (disk full, busy): never leave the one
+                # connection inside a transaction, or every later BEGIN would fail.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            fault = storage_fault(exc, self.path)
+            if fault is None:
+                raise
+            self.fault = fault.message
+            raise fault from exc
+        self.fault = None
         return result
 
     def _require(self) -> sqlite3.Connection:
