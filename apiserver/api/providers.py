@@ -14,6 +14,7 @@ from apiserver.schemas import (
     config_values,
     provider_changes,
 )
+from apiserver.services.catalog import with_dropped
 from apiserver.validation import path_id, query_bool, read_json
 from qwenstack_core.store.providers import PROVIDER_TYPES
 
@@ -104,8 +105,8 @@ async def put_config(request: web.Request) -> web.Response:
     """Upsert configuration keys."""
     provider_id = _provider_id(request)
     values = config_values(await read_json(request))
-    config, count = await request.app[PROVIDERS].put_config(provider_id, values)
-    return web.json_response({"provider_id": provider_id, "config": config, "updated_count": count})
+    result = await request.app[PROVIDERS].put_config(provider_id, values)
+    return web.json_response({"provider_id": provider_id, **result})
 
 
 async def patch_config_key(request: web.Request) -> web.Response:
@@ -118,8 +119,12 @@ async def patch_config_key(request: web.Request) -> web.Response:
 
 async def delete_config_key(request: web.Request) -> web.Response:
     """Delete one configuration key."""
-    await request.app[PROVIDERS].delete_config_value(_provider_id(request), _config_key(request))
-    return web.json_response({"success": True, "message": "Configuration key deleted"})
+    dropped = await request.app[PROVIDERS].delete_config_value(
+        _provider_id(request), _config_key(request)
+    )
+    return web.json_response(
+        with_dropped({"success": True, "message": "Configuration key deleted"}, dropped)
+    )
 
 
 # -- model links ---------------------------------------------------------------------------

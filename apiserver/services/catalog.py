@@ -49,6 +49,18 @@ def models_payload(action: str, model_id: str | None, items: list[Row]) -> Row:
     }
 
 
+def with_dropped(row: Row, dropped: list[str]) -> Row:
+    """Say in an answer which secrets a move to another origin dropped (when it did)."""
+    if dropped:
+        row["secrets_dropped"] = dropped
+        row["secrets_message"] = (
+            "The provider now sends its requests to another origin: the stored secrets "
+            f"{', '.join(dropped)} were entered for the previous one and have been deleted;"
+            " send them again in the same request as the baseURL to keep them"
+        )
+    return row
+
+
 class ProviderService:
     """Read and change providers; every change publishes ``providers:updated``."""
 
@@ -103,11 +115,13 @@ class ProviderService:
         return result
 
     async def update(self, provider_id: str, changes: Row) -> Row:
-        result: Row = await self._write(
-            "updated",
-            provider_id,
-            lambda c: provider_rows.update_provider(c, provider_id, changes),
-        )
+        def update(conn: Connection) -> Row:
+            origin = provider_rows.secrets_origin(conn, provider_id)
+            provider = provider_rows.update_provider(conn, provider_id, changes)
+            dropped = provider_rows.drop_secrets_if_moved(conn, provider_id, origin, set())
+            return with_dropped(provider, dropped)
+
+        result: Row = await self._write("updated", provider_id, update)
         return result
 
     async def set_enabled(self, provider_id: str, enabled: bool) -> Row:
@@ -151,31 +165,41 @@ class ProviderService:
         entries = await self._store.read(lambda c: provider_rows.config_entries(c, provider_id))
         return config_view(entries)
 
-    async def put_config(self, provider_id: str, values: Row) -> tuple[Row, int]:
-        def put(conn: Connection) -> tuple[Row, int]:
-            count = provider_rows.replace_config_values(conn, provider_id, values)
-            return config_view(provider_rows.config_entries(conn, provider_id)), count
+    async def put_config(self, provider_id: str, values: Row) -> Row:
+        """Upsert config keys; answer ``{config, updated_count}`` (+ secrets dropped)."""
 
-        result: tuple[Row, int] = await self._write("updated", provider_id, put)
+        def put(conn: Connection) -> Row:
+            origin = provider_rows.secrets_origin(conn, provider_id)
+            count = provider_rows.replace_config_values(conn, provider_id, values)
+            dropped = provider_rows.drop_secrets_if_moved(conn, provider_id, origin, set(values))
+            config = config_view(provider_rows.config_entries(conn, provider_id))
+            return with_dropped({"config": config, "updated_count": count}, dropped)
+
+        result: Row = await self._write("updated", provider_id, put)
         return result
 
     async def set_config_value(self, provider_id: str, key: str, body: ConfigValueIn) -> Row:
         def patch(conn: Connection) -> Row:
-            provider_rows.get_provider(conn, provider_id)
+            origin = provider_rows.secrets_origin(conn, provider_id)
             entry = provider_rows.set_config_value(
                 conn, provider_id, key, body.value, body.is_sensitive
             )
-            return config_entry_view(entry)
+            dropped = provider_rows.drop_secrets_if_moved(conn, provider_id, origin, {key})
+            return with_dropped(config_entry_view(entry), dropped)
 
         result: Row = await self._write("updated", provider_id, patch)
         return result
 
-    async def delete_config_value(self, provider_id: str, key: str) -> None:
-        await self._write(
-            "updated",
-            provider_id,
-            lambda c: provider_rows.delete_config_value(c, provider_id, key),
-        )
+    async def delete_config_value(self, provider_id: str, key: str) -> list[str]:
+        """Delete a key; return the secrets dropped because the provider's origin moved."""
+
+        def delete(conn: Connection) -> list[str]:
+            origin = provider_rows.secrets_origin(conn, provider_id)
+            provider_rows.delete_config_value(conn, provider_id, key)
+            return provider_rows.drop_secrets_if_moved(conn, provider_id, origin, set())
+
+        result: list[str] = await self._write("updated", provider_id, delete)
+        return result
 
     # -- model links -----------------------------------------------------------------------
 

@@ -11,9 +11,11 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from qwenstack_core.errors import Conflict, NotFound
-from qwenstack_core.redaction import is_secret_name
+from qwenstack_core.provider_urls import base_url
+from qwenstack_core.redaction import is_secret_name, mask_nested
 
 PROVIDER_TYPES = ("qwen-proxy", "lm-studio", "qwen-direct", "openai-compatible")
 
@@ -185,9 +187,12 @@ def set_config_value(
     *,
     now: int | None = None,
 ) -> ConfigEntry:
-    """Upsert one config key; sensitivity comes from the flag or the key's name (and stays)."""
+    """Upsert one config key; sensitive by the flag or the key's name, and it stays so.
+
+    ``is_sensitive=False`` cannot downgrade a secret-looking name or an already secret key.
+    """
     now = now or now_ms()
-    sensitive = bool(is_sensitive) if is_sensitive is not None else is_sensitive_key(key)
+    sensitive = bool(is_sensitive) or is_sensitive_key(key)
     conn.execute(
         "INSERT INTO provider_configs (provider_id, key, value, is_sensitive, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider_id, key) DO UPDATE SET"
@@ -332,3 +337,56 @@ def set_default_model(conn: sqlite3.Connection, provider_id: str, model_id: str)
         " WHERE provider_id = ?",
         (model_id, now, provider_id),
     )
+
+
+# -- secrets bound to an origin ------------------------------------------------------------
+
+
+def origin_of(url: str | None) -> str | None:
+    """Return ``scheme://host:port`` of a URL (default ports made explicit), or None."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return url  # not a URL we understand: compared as it is
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def secrets_origin(conn: sqlite3.Connection, provider_id: str) -> str | None:
+    """Return the origin the provider's requests (and so its secrets) go to now."""
+    provider = get_provider(conn, provider_id)
+    # The qwen-proxy default is on loopback whatever its port: the default port is used on
+    # both sides of every comparison, so only a real change of baseURL or type counts.
+    return origin_of(base_url(provider["type"], get_config(conn, provider_id), qwen_proxy_port=0))
+
+
+def _carries_secret(entry: ConfigEntry) -> bool:
+    return (
+        entry.is_sensitive or is_secret_name(entry.key) or mask_nested(entry.value) != entry.value
+    )
+
+
+def drop_secrets_if_moved(
+    conn: sqlite3.Connection, provider_id: str, origin_before: str | None, resent: set[str]
+) -> list[str]:
+    """Delete the secrets entered for another origin than the provider's current one.
+
+    A provider's secrets are bound to the origin they were entered for: when a write moves the
+    provider elsewhere (baseURL or type), every secret not re-sent in that same write is
+    dropped, so that nothing (a test call, the router) can send it to the new origin. Returns
+    the keys dropped.
+    """
+    if secrets_origin(conn, provider_id) == origin_before:
+        return []
+    dropped = [
+        entry.key
+        for entry in config_entries(conn, provider_id)
+        if entry.key not in resent and _carries_secret(entry)
+    ]
+    for key in dropped:
+        conn.execute(
+            "DELETE FROM provider_configs WHERE provider_id = ? AND key = ?", (provider_id, key)
+        )
+    return dropped
