@@ -51,7 +51,9 @@ async def test_put_upserts_and_keeps_json_types(api: Api) -> None:
     assert status == 200 and body["updated_count"] == 2
     assert body["config"]["timeout"] == 1000
     assert body["config"]["baseURL"] == "https://lm.example/v1"
-    assert body["config"]["apiKey"] == "***" and body["config"]["ratio"] == 0.25
+    assert body["config"]["ratio"] == 0.25
+    # Another origin: the key entered for the old one is dropped (secrets bound to origins).
+    assert "apiKey" not in body["config"] and body["secrets_dropped"] == ["apiKey"]
 
 
 async def test_put_validation(api: Api) -> None:

@@ -55,7 +55,9 @@ async def test_cors_origin_setting_and_headers(
         assert resp.status == 200
         assert resp.headers["Access-Control-Allow-Origin"] == "https://dash.example"
     async with http.get(handshake, headers={"Origin": EVIL}) as resp:
-        assert resp.status == 400
+        # The REST contract's refusal (not Engine.IO's bare JSON string).
+        assert resp.status == 403
+        assert (await resp.json())["error"]["code"] == "origin_not_allowed"
         assert "Access-Control-Allow-Origin" not in resp.headers
     # A foreign Host (DNS rebinding) is refused before Engine.IO sees the request.
     async with http.get(handshake, headers={"Host": "attacker.example"}) as resp:
