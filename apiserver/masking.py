@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from qwenstack_core.redaction import MASK, is_secret_name, mask_nested
+from qwenstack_core.redaction import MASK, mask_nested
 from qwenstack_core.store.providers import ConfigEntry
 
 Row = dict[str, Any]
@@ -17,11 +17,7 @@ Row = dict[str, Any]
 
 def shown_value(entry: ConfigEntry) -> Any:
     """Return a config value as it may be shown."""
-    # The name is checked again here: a row stored before the flag could not be downgraded
-    # must not show its secret either.
-    if entry.is_sensitive or is_secret_name(entry.key):
-        return MASK
-    return mask_nested(entry.value)
+    return MASK if entry.is_sensitive else mask_nested(entry.value)
 
 
 def config_view(entries: Iterable[ConfigEntry]) -> Row:
@@ -35,7 +31,7 @@ def config_entry_view(entry: ConfigEntry) -> Row:
         "provider_id": entry.provider_id,
         "key": entry.key,
         "value": shown_value(entry),
-        "is_sensitive": entry.is_sensitive or is_secret_name(entry.key),
+        "is_sensitive": entry.is_sensitive,
         "updated_at": entry.updated_at,
     }
 
