@@ -76,7 +76,9 @@ class HistoryRecorder:
             return
         batch, self._pending = self._pending, []
         try:
-            self.written += await self._store.write(lambda c: insert_exchanges(c, batch))
+            written = await self._store.write(lambda c: insert_exchanges(c, batch))
+            self.written += written
+            log.debug("history_written", rows=written)
         except Exception as exc:
             # The batch is lost rather than retried forever; the router keeps serving.
             log.warning("history_write_failed", rows=len(batch), error_class=type(exc).__name__)

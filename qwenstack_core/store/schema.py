@@ -187,12 +187,38 @@ def _v5_qwen_proxy_url(conn: sqlite3.Connection) -> None:
     )
 
 
+# The tables whose rows decide routing; any write to them bumps ``catalog_version``.
+CATALOG_TABLES = ("providers", "provider_configs", "models", "provider_models", "settings")
+
+
+def _v6_catalog_version(conn: sqlite3.Connection) -> None:
+    """A counter of catalog writes, kept by triggers.
+
+    ``PRAGMA data_version`` says that *something* was committed: the children's own history
+    writes too. Reading this one row then tells whether routing data changed, so the router
+    re-reads its table only for those commits.
+    """
+    conn.execute(
+        "CREATE TABLE catalog_version (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " version INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT INTO catalog_version (id, version) VALUES (1, 0)")
+    for table in CATALOG_TABLES:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            # One statement each: the trigger bodies contain ';', which _script splits on.
+            conn.execute(
+                f"CREATE TRIGGER {table}_{event.lower()}_bumps_catalog AFTER {event} ON {table}"
+                " BEGIN UPDATE catalog_version SET version = version + 1 WHERE id = 1; END"
+            )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_core,
     _v2_history,
     _v3_supervision,
     _v4_children,
     _v5_qwen_proxy_url,
+    _v6_catalog_version,
 )
 LATEST_VERSION = len(MIGRATIONS)
 
@@ -202,6 +228,12 @@ DEFAULT_MODELS: tuple[tuple[str, str, str, list[str]], ...] = (
     ("qwen3-vl-plus", "Qwen3-VL-Plus", "Qwen vision-language model", ["chat", "vision"]),
     ("qwen3-vl-32b", "Qwen3-VL-32B", "Qwen vision-language 32B model", ["chat", "vision"]),
 )
+
+
+def catalog_version(conn: sqlite3.Connection) -> int:
+    """Return the counter of writes to the routing tables (providers, configs, links, ...)."""
+    row = conn.execute("SELECT version FROM catalog_version WHERE id = 1").fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

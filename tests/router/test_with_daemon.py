@@ -58,8 +58,7 @@ async def test_api_changes_route_the_very_next_request(
 ) -> None:
     fakes = {"alpha": await upstreams("alpha"), "beta": await upstreams("beta")}
     await _catalog(api, fakes, {"alpha": 10, "beta": 5})
-    # History written rarely here, so that the only commits are the API server's edits.
-    router = await RouterProcess(daemon.db_path, {"ROUTER_HISTORY_FLUSH_INTERVAL": "30"}).start()
+    router = await RouterProcess(daemon.db_path).start()
     try:
         client = openai_client(router)
         assert await _served_by(client) == "alpha"
@@ -95,11 +94,20 @@ async def test_api_changes_route_the_very_next_request(
         assert len(fakes["beta"].seen) == before + 1
         assert fakes["beta"].seen[-1].headers["Authorization"] == "Bearer sk-moved-s3cr3t"
         await client.close()
-        # No re-read while nothing changes: the table is read once per change, not per request.
+        # No re-read while nothing changes: the table is read once per change, not per request,
+        # and the router's own history writes (commits too) are not routing changes.
         reloads = len(router.logs("routing_reloaded"))
+        batches = len(router.logs("history_written"))
         client = openai_client(router)
         for _ in range(20):
             await _served_by(client)
+        await client.close()
+        deadline = time.monotonic() + 5
+        while len(router.logs("history_written")) == batches:  # a commit of our own happened
+            assert time.monotonic() < deadline
+            await _pause()
+        client = openai_client(router)
+        assert await _served_by(client) == "beta"  # the request after it, still no re-read
         await client.close()
         assert len(router.logs("routing_reloaded")) == reloads
     finally:
