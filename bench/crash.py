@@ -210,6 +210,7 @@ async def crash_round(
     sio.on("proxy:status", feed.on_status)
     daemon = await start_daemon(env)
     to_event: list[float] = []
+    to_starting: list[float] = []
     to_running: list[float] = []
     to_serving: list[float] = []
     try:
@@ -242,6 +243,7 @@ async def crash_round(
                 state = data["qwenProxy"]["state"]
                 if state != "backoff":
                     raise RuntimeError(f"kill {i + 1}: expected backoff, got {state}")
+                t_starting, _ = await feed.until(lambda d: d["qwenProxy"]["state"] == "starting")
                 t_running, data = await feed.until(
                     lambda d, old=old_pid: (
                         d["qwenProxy"]["state"] == "running" and d["qwenProxy"]["pid"] != old
@@ -249,6 +251,7 @@ async def crash_round(
                 )
                 t_serving = await wait_until_ok(http, health)
                 to_event.append(t_backoff - t0)
+                to_starting.append(t_starting - t0)
                 to_running.append(t_running - t0)
                 to_serving.append(t_serving - t0)
                 qwen = data["qwenProxy"]
@@ -262,11 +265,14 @@ async def crash_round(
             print(row("child start-up alone (spawn -> first line)", startups, "baseline"))
             print(row("SIGKILL -> proxy:status backoff received", to_event,
                       "p50 <= 3 ms, p99 < 8 ms"))  # fmt: skip
+            print(row("SIGKILL -> proxy:status starting received", to_starting, "-"))
             print(row("SIGKILL -> proxy:status running received", to_running,
                       "notifying: p50 <= start-up + 5 ms"))  # fmt: skip
             print(row("SIGKILL -> serving (running + GET /health 200)", to_serving, "-"))
             over = (pct(to_running, 0.5) - startup) * 1000
             print(f"  running again p50 - start-up p50: {over:+.1f} ms")
+            in_daemon = [r - s for r, s in zip(to_running, to_starting, strict=True)]
+            print(row("start-up seen by the daemon (starting -> running)", in_daemon, "-"))
             if idle > 0:
                 await measure_idle(dproc, idle)
     finally:
