@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from qwenstack_core.notify import notify_ready
+from qwenstack_core.notify import notify, notify_ready
+from supervisor.readiness import NotifySocket, parse
 
 
 def _receiver(address: str | bytes) -> socket.socket:
@@ -52,3 +54,25 @@ def test_a_gone_listener_is_not_the_callers_error(
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody.sock"))
     assert notify_ready() is False
+
+
+async def test_the_supervisor_socket_receives_fields_with_the_senders_pid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    got: asyncio.Queue[tuple[int | None, dict[str, str]]] = asyncio.Queue()
+    sock = NotifySocket(f"qwenstack-test/{os.getpid()}", lambda pid, f: got.put_nowait((pid, f)))
+    try:
+        assert sock.address.startswith("@")
+        monkeypatch.setenv("NOTIFY_SOCKET", sock.address)
+        assert notify("READY=1\nSTATUS=listening on 3000\njunk") is True
+        async with asyncio.timeout(5):
+            pid, fields = await got.get()
+        assert pid == os.getpid()
+        assert fields == {"READY": "1", "STATUS": "listening on 3000"}
+    finally:
+        sock.close()
+    assert notify_ready() is False  # closed with its owner: nobody listens any more
+
+
+def test_parse_keeps_assignments_only() -> None:
+    assert parse(b"READY=1\n=x\nnoequals\nA=b=c\n") == {"READY": "1", "A": "b=c"}
