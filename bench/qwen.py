@@ -73,6 +73,7 @@ class Proc:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.ps = psutil.Process(proc.pid)
+        self.startup_cpu = 0.0
 
     def cpu(self) -> float:
         times = self.ps.cpu_times()
@@ -84,7 +85,8 @@ class Proc:
             await self.proc.wait()
 
 
-async def start_fake(pause_s: float) -> tuple[Proc, str]:
+async def start_fake(pause_s: float, events: int | None = None) -> tuple[Proc, str]:
+    extra = ["--events", str(events)] if events is not None else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(FAKE),
@@ -94,6 +96,7 @@ async def start_fake(pause_s: float) -> tuple[Proc, str]:
         TOKEN,
         "--cookies",
         COOKIES,
+        *extra,
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
@@ -128,7 +131,10 @@ async def start_proxy(
         if time.perf_counter() - started > 20:
             raise RuntimeError("qwen-proxy did not start")
         await asyncio.sleep(0.002)
-    return Proc(proc), url, time.perf_counter() - started
+    took = time.perf_counter() - started
+    ready = Proc(proc)
+    ready.startup_cpu = ready.cpu()
+    return ready, url, took
 
 
 def completion_body(chat_id: str, prompt: str) -> dict[str, Any]:
@@ -272,8 +278,10 @@ async def main(args: argparse.Namespace) -> None:
             fast, fast_url = await start_fake(0.0)
             procs.append(fast)
             starts = []
+            start_cpu = []
             for _ in range(5):
                 proxy, _url, took = await start_proxy(db, fast_url, http)
+                start_cpu.append(proxy.startup_cpu)
                 await proxy.stop()
                 starts.append(took)
             start_s = statistics.median(starts)
@@ -283,16 +291,27 @@ async def main(args: argparse.Namespace) -> None:
             print("qwen-proxy benchmark (machine shared with other work: wall-clock is noisy)")
             print(
                 f"start to /health 200: median {start_s:.3f} s of 5 (target < 0.5 s: "
-                f"{verdict(start_s, TARGETS['start_to_health_s'])})"
+                f"{verdict(start_s, TARGETS['start_to_health_s'])}); CPU used until then: "
+                f"{statistics.median(start_cpu):.3f} s"
             )
 
-            t = await ttft(http, fast_url, url, args.requests)
+            # Short answers (5 deltas) for the time to first token and the CPU per request.
+            short, short_url = await start_fake(0.0, events=5)
+            procs.append(short)
+            quick, quick_url, _ = await start_proxy(db, short_url, http)
+            procs.append(quick)
+            cpu0 = quick.cpu()
+            t = await ttft(http, short_url, quick_url, args.requests)
+            per_request_us = (quick.cpu() - cpu0) * 1e6 / (args.requests + 10)
             print(f"time to first token, {args.requests} interleaved requests (new chat + stream):")
             print(ttft_row("direct to fake upstream", t["direct_p50"], t["direct_p99"]))
             print(ttft_row("through qwen-proxy", t["proxy_p50"], t["proxy_p99"]))
             print(
                 ttft_row("added by qwen-proxy", t["added_p50"], t["added_p99"])
                 + f"  (target p50 < 2 ms: {verdict(t['added_p50'], TARGETS['ttft_added_p50_ms'])})"
+            )
+            print(
+                f"  qwen-proxy CPU per request (5-delta answer, all of it): {per_request_us:.0f} us"
             )
             if importlib.util.find_spec("provider_router") is None:
                 print(

@@ -55,13 +55,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     store = Store(settings.database_path, migrate=False)
     await store.open()
     session = upstream_session(settings)
-    client = QwenClient(
-        session,
-        settings.base_url,
-        RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_retries),
-    )
+    retry = RetryPolicy(settings.retry_base, settings.retry_cap, settings.max_retries)
+    client = QwenClient(session, settings.base_url, retry)
     catalog = ModelCatalog(client, store, settings.models_ttl)
-    service = ChatService(store, CredentialSource(store), client, catalog)
+    service = ChatService(store, CredentialSource(store), client, catalog, retry)
     app[SERVICE] = service
     prune = asyncio.ensure_future(_prune(service))
     try:

@@ -46,10 +46,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``, stream or not."""
     chat = parse_chat_request(await request.read())
     service = request.app[SERVICE]
-    turn = await service.start(chat)
     if chat.stream:
-        return await stream_reply(request, turn, service)
-    return await whole_reply(turn, service)
+        return await stream_reply(request, await service.start(chat), service)
+    return await whole_reply(*await service.collect(chat), service)
 
 
 def add_routes(app: web.Application) -> None:

@@ -131,16 +131,11 @@ def _piece(
     return encode.tool_call(parser.calls.index(piece), piece)
 
 
-async def whole_reply(turn: Turn, service: ChatService) -> web.Response:
-    """Read the whole reply and answer one ``chat.completion``."""
+async def whole_reply(
+    turn: Turn, answer: list[str], reasoning: list[str], service: ChatService
+) -> web.Response:
+    """Answer one ``chat.completion`` from a whole reply."""
     chat = turn.request
-    answer: list[str] = []
-    reasoning: list[str] = []
-    try:
-        async for is_answer, text in turn.deltas():
-            (answer if is_answer else reasoning).append(text)
-    finally:
-        turn.close()
     content: str | None = "".join(answer)
     calls: list[ToolCallOut] = []
     if chat.tools:

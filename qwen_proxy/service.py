@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -13,7 +14,7 @@ from qwen_proxy.credentials import CredentialSource, usable
 from qwen_proxy.errors import CredentialsMissing, UpstreamError
 from qwen_proxy.schema import ChatRequest
 from qwen_proxy.tools import ToolCallOut
-from qwen_proxy.upstream import QwenClient, Reply
+from qwen_proxy.upstream import BROKEN, QwenClient, Reply, RetryPolicy, Sleep
 from qwenstack_core.logsetup import get_logger
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import conversations as conversation_rows
@@ -105,7 +106,7 @@ class Turn:
                 parent = created.get("parent_id")
                 self.parent_id = parent if isinstance(parent, str) else None
         if not self.finished:
-            raise UpstreamError("Qwen's stream ended before the reply was finished")
+            raise UpstreamError("Qwen's stream ended before the reply was finished", code=BROKEN)
 
     def openai_usage(self) -> dict[str, int]:
         """Return the reply's usage in OpenAI's terms."""
@@ -125,7 +126,12 @@ class ChatService:
         credentials: CredentialSource,
         client: QwenClient,
         catalog: ModelCatalog,
+        retry: RetryPolicy,
+        *,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self._retry = retry
+        self._sleep = sleep
         self._store = store
         self._credentials = credentials
         self._client = client
@@ -170,6 +176,34 @@ class ChatService:
         )
         reply = await self._client.completion(credentials, chat_id, body)
         return Turn(request, plan, chat_id, reply)
+
+    async def collect(self, request: ChatRequest) -> tuple[Turn, list[str], list[str]]:
+        """Run a request whose answer is not streamed: return (turn, answer, reasoning) texts.
+
+        Nothing has gone to the client yet, so an answer that breaks off mid-way is asked for
+        again (with backoff, at most ``max_retries`` times); its unfinished reply is never
+        chained to.
+        """
+        attempt = 0
+        while True:
+            turn = await self.start(request)
+            answer: list[str] = []
+            reasoning: list[str] = []
+            try:
+                async for is_answer, text in turn.deltas():
+                    (answer if is_answer else reasoning).append(text)
+                return turn, answer, reasoning
+            except UpstreamError as exc:
+                delay = self._retry.delay(attempt, None) if exc.code == BROKEN else None
+                if delay is None:
+                    raise
+                log.warning(
+                    "upstream_retrying", path="completion", attempt=attempt + 1, error=exc.code
+                )
+                await self._sleep(delay)
+                attempt += 1
+            finally:
+                turn.close()
 
     async def remember(self, turn: Turn, content: str, calls: Sequence[ToolCallOut]) -> None:
         """Store the chat of the conversation after a finished reply, for the next turn."""

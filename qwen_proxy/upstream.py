@@ -36,6 +36,7 @@ MAX_ERROR_BODY = 64 * 1024
 LOGIN_CODES = ("unauthorized", "not_login", "notlogin", "login", "token", "forbidden")
 
 Sleep = Callable[[float], Awaitable[None]]
+BROKEN = "upstream_stream_broken"  # the answer stopped mid-way: retried only if nothing was sent
 
 
 def credentials_rejected(detail: str) -> CredentialsMissing:
@@ -309,7 +310,9 @@ class Reply:
                             raise error
                     yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise UpstreamError(f"Qwen's stream broke off ({type(exc).__name__})") from None
+            raise UpstreamError(
+                f"Qwen's stream broke off ({type(exc).__name__})", code=BROKEN
+            ) from None
         resp.release()
 
 

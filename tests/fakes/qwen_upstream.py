@@ -123,7 +123,9 @@ class FakeQwen:
         self.reply_pieces: list[str] | None = None  # None: the recorded transcript
         self.thinking_pieces: list[str] = []
         self.json_reply = False  # answer completions with the recorded non-stream JSON
+        self.transcript_events: int | None = None  # replay only the first N deltas (benchmarks)
         self.break_after: int | None = None  # drop the connection after N events
+        self.breaks_left = 1_000_000  # how many streams break before they are whole again
         self.gate: asyncio.Event | None = None  # hold the stream after gate_after events
         self.gate_after = 1
         self.events_sent = 0
@@ -347,12 +349,13 @@ class FakeQwen:
         if len(self.violations) > before or chat_id is None:
             return self._rejected()
         parent_id = str(uuid.uuid4())
+        previous = self.chats[chat_id]
         self.chats[chat_id] = parent_id
         if self.json_reply:
             reply = fixture("completion_response.json")
             reply["data"]["parent_id"] = parent_id
             return web.json_response(reply)
-        return await self._stream(request, chat_id, parent_id)
+        return await self._stream(request, chat_id, parent_id, previous)
 
     def _events(self, chat_id: str, parent_id: str) -> list[bytes]:
         created = {
@@ -364,6 +367,8 @@ class FakeQwen:
         }
         if self.reply_pieces is None and not self.thinking_pieces:
             body = self.transcript[1:]
+            if self.transcript_events is not None:
+                body = [*body[: self.transcript_events], body[-1]]  # the last one finishes
         else:
             thinking = synthetic_events(self.thinking_pieces, phase="think")
             pieces = self.reply_pieces if self.reply_pieces is not None else []
@@ -375,7 +380,7 @@ class FakeQwen:
         return [json.dumps(created).encode(), *body]
 
     async def _stream(
-        self, request: web.Request, chat_id: str, parent_id: str
+        self, request: web.Request, chat_id: str, parent_id: str, previous: str | None
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream;charset=UTF-8"})
         await resp.prepare(request)
@@ -385,6 +390,11 @@ class FakeQwen:
             for i, payload in enumerate(events):
                 if self.break_after is not None and i == self.break_after:
                     assert request.transport is not None
+                    # An unfinished reply is no turn: the next one chains to the old parent.
+                    self.chats[chat_id] = previous
+                    self.breaks_left -= 1
+                    if self.breaks_left <= 0:
+                        self.break_after = None
                     request.transport.abort()  # the network drops mid-answer
                     return resp
                 if self.gate is not None and i == self.gate_after:
@@ -408,6 +418,7 @@ class FakeQwen:
 
 async def _main(args: argparse.Namespace) -> None:
     fake = FakeQwen(token=args.token, cookies=args.cookies, pause=args.pause)
+    fake.transcript_events = args.events
     url = await fake.start(args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -427,4 +438,5 @@ if __name__ == "__main__":
     parser.add_argument("--pause", type=float, default=0.0)
     parser.add_argument("--token", default="")
     parser.add_argument("--cookies", default="")
+    parser.add_argument("--events", type=int, default=None, help="replay only N deltas")
     asyncio.run(_main(parser.parse_args()))

@@ -9,6 +9,7 @@ from openai import AsyncOpenAI
 from qwenstack_core.store import Store
 from qwenstack_core.store import conversations as conversation_rows
 from tests.fakes.qwen_upstream import FakeQwen, split
+from tests.support.capture import record
 
 
 async def ask(client: AsyncOpenAI, messages: list[dict[str, str]], stream: bool) -> str:
@@ -53,8 +54,13 @@ async def test_three_turns_reuse_the_chat_and_chain_parent_ids(
     await store.open()
     try:
         assert await store.read(conversation_rows.count) == 1
+        rows = await store.read(
+            lambda c: [tuple(r) for r in c.execute("SELECT * FROM qwen_conversations")]
+        )
     finally:
         await store.close()
+    record("qwen_conversations rows", repr(rows))  # scanned for secrets at the end
+    assert rows[0][1] == chat_id and rows[0][4] == 3  # chat id, turns
 
 
 def _chat_id(fake: FakeQwen) -> str:

@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.fakes.qwen_upstream import FakeQwen, split
+from tests.fakes.qwen_upstream import FakeQwen, split, transcript_text
 from tests.qwen.conftest import ProxyFactory
 from tests.qwen.process import QwenProxyProcess
 from tests.support.capture import record
@@ -149,3 +149,22 @@ async def test_unreachable_upstream_is_502_after_retries(
     assert isinstance(failed.value.body, dict)
     assert failed.value.body["code"] == "upstream_unreachable"
     assert len(proc.logs("upstream_retrying")) == 3
+
+
+async def test_non_stream_answer_broken_midway_is_asked_again(client: AsyncOpenAI, fake: FakeQwen):
+    # Nothing went to the client yet: the whole answer is requested again.
+    fake.break_after = 30
+    fake.breaks_left = 1
+    reply = await client.chat.completions.create(model="qwen3-max", messages=QUESTION)
+    assert reply.choices[0].message.content == transcript_text()
+    assert len(fake.completions) == 2
+    # The broken reply is never chained to: the retry has the same parent as the first try.
+    assert fake.completions[0].body["parent_id"] == fake.completions[1].body["parent_id"]
+
+
+async def test_non_stream_gives_up_after_three_broken_answers(client: AsyncOpenAI, fake: FakeQwen):
+    fake.break_after = 5
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model="qwen3-max", messages=QUESTION)
+    assert failed.value.status_code == 502
+    assert len(fake.completions) == 4
