@@ -38,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 from qwenstack_core.store import Store  # noqa: E402
 from qwenstack_core.store import credentials as credential_rows  # noqa: E402
 
-FAKE = ROOT / "tests" / "fakes" / "qwen_upstream.py"
 TOKEN = "bench-token"
 COOKIES = "bench=cookie"
 TARGETS = {
@@ -89,7 +88,8 @@ async def start_fake(pause_s: float, events: int | None = None) -> tuple[Proc, s
     extra = ["--events", str(events)] if events is not None else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(FAKE),
+        "-m",
+        "tests.fakes.qwen_upstream",
         "--pause",
         str(pause_s),
         "--token",
@@ -98,6 +98,7 @@ async def start_fake(pause_s: float, events: int | None = None) -> tuple[Proc, s
         COOKIES,
         *extra,
         stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     line = (await proc.stdout.readline()).decode().split()
