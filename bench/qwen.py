@@ -223,16 +223,32 @@ async def proxy_stream(http: aiohttp.ClientSession, url: str) -> tuple[float, li
         return await read_stream(resp, started)
 
 
-async def ttft(http: aiohttp.ClientSession, upstream: str, url: str, n: int) -> dict[str, float]:
+async def ttft(
+    http: aiohttp.ClientSession, upstream: str, url: str, n: int, router: str | None = None
+) -> dict[str, float]:
     direct: list[float] = []
     proxied: list[float] = []
+    routed: list[float] = []
     for _ in range(10):  # warm-up: connections, caches
         await direct_stream(http, upstream)
         await proxy_stream(http, url)
+        if router:
+            await proxy_stream(http, router)
     for _ in range(n):
         direct.append((await direct_stream(http, upstream))[0] * 1000)
         proxied.append((await proxy_stream(http, url))[0] * 1000)
+        if router:
+            routed.append((await proxy_stream(http, router))[0] * 1000)
+    extra = {}
+    if routed:
+        extra = {
+            "router_p50": statistics.median(routed),
+            "router_p99": pct(routed, 0.99),
+            "router_added_p50": statistics.median(routed) - statistics.median(direct),
+            "router_added_p99": pct(routed, 0.99) - pct(direct, 0.99),
+        }
     return {
+        **extra,
         "direct_p50": statistics.median(direct),
         "direct_p99": pct(direct, 0.99),
         "proxy_p50": statistics.median(proxied),
@@ -301,9 +317,20 @@ async def main(args: argparse.Namespace) -> None:
             procs.append(short)
             quick, quick_url, _ = await start_proxy(db, short_url, http)
             procs.append(quick)
+            router_url = None
+            if importlib.util.find_spec("provider_router") is not None:
+                router, router_url, _ = await start_proxy(
+                    db,
+                    short_url,
+                    http,
+                    module="provider_router",
+                    extra_env={"QWEN_PROXY_PORT": quick_url.rsplit(":", 1)[1]},
+                )
+                procs.append(router)
             cpu0 = quick.cpu()
-            t = await ttft(http, short_url, quick_url, args.requests)
-            per_request_us = (quick.cpu() - cpu0) * 1e6 / (args.requests + 10)
+            t = await ttft(http, short_url, quick_url, args.requests, router_url)
+            calls = (args.requests + 10) * (2 if router_url else 1)
+            per_request_us = (quick.cpu() - cpu0) * 1e6 / calls
             print(f"time to first token, {args.requests} interleaved requests (new chat + stream):")
             print(ttft_row("direct to fake upstream", t["direct_p50"], t["direct_p99"]))
             print(ttft_row("through qwen-proxy", t["proxy_p50"], t["proxy_p99"]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import time
 from typing import Any
@@ -17,11 +16,6 @@ from tests.fakes.qwen_upstream import FakeQwen, transcript_text, transcript_usag
 from tests.qwen.conftest import COOKIES, TOKEN
 from tests.support.capture import SECRET_MARKER, record
 from tests.support.daemon import Api, free_port
-
-needs_router = pytest.mark.skipif(
-    importlib.util.find_spec("provider_router") is None,
-    reason="needs provider_router, which is built in parallel and not on main yet",
-)
 
 
 async def poll(fetch: Any, ready: Any, timeout: float = 10.0) -> Any:
@@ -67,7 +61,6 @@ async def test_daemon_supervises_qwen_proxy_with_qwen_base_url(
     assert not [line for line in daemon.lines if SECRET_MARKER in line]
 
 
-@needs_router
 @pytest.mark.timeout(60)
 async def test_openai_sdk_through_router_and_qwen_proxy(
     daemon_factory: DaemonFactory, fake: FakeQwen
