@@ -293,6 +293,8 @@ class Reply:
         try:
             while line := await content.readline():
                 if line[:5] != b"data:":
+                    if line[:1] == b"<":  # a login page under a stream content type
+                        raise credentials_rejected("it answered with an HTML page")
                     continue
                 payload = line[5:].strip()
                 if not payload or payload == b"[DONE]":

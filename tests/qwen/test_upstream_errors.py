@@ -168,3 +168,13 @@ async def test_non_stream_gives_up_after_three_broken_answers(client: AsyncOpenA
         await client.chat.completions.create(model="qwen3-max", messages=QUESTION)
     assert failed.value.status_code == 502
     assert len(fake.completions) == 4
+
+
+async def test_html_page_under_another_content_type_is_a_clear_401(
+    client: AsyncOpenAI, fake: FakeQwen
+):
+    fake.plan(COMPLETIONS, 200, HTML, content_type="text/plain")
+    with pytest.raises(openai.AuthenticationError) as refused:
+        await client.chat.completions.create(model="qwen3-max", messages=QUESTION)
+    assert "HTML" in str(refused.value.body)
+    assert len(fake.completions) == 1  # a refusal is not retried
