@@ -32,7 +32,7 @@ _REQUEST_COLUMNS = (
 _RESPONSE_COLUMNS = (
     "r.id, r.request_id, q.request_id AS request_uuid, r.session_id, r.provider_id, q.model,"
     " r.status_code, r.body, r.prompt_tokens, r.completion_tokens, r.total_tokens,"
-    " r.finish_reason, r.error, r.duration_ms, r.created_at"
+    " r.finish_reason, r.error, r.error_class, r.duration_ms, r.ttfb_ms, r.created_at"
 )
 
 
@@ -116,7 +116,9 @@ def _response(row: sqlite3.Row) -> Row:
         "total_tokens": row["total_tokens"],
         "finish_reason": row["finish_reason"],
         "error": row["error"],
+        "error_class": row["error_class"],
         "duration_ms": row["duration_ms"],
+        "ttfb_ms": row["ttfb_ms"],
         "created_at": row["created_at"],
     }
 

@@ -55,7 +55,9 @@ RESPONSE_KEYS = {
     "total_tokens",
     "finish_reason",
     "error",
+    "error_class",
     "duration_ms",
+    "ttfb_ms",
     "created_at",
 }
 
@@ -454,7 +456,9 @@ async def test_responses_list_and_filters(api: Api, history: HistoryWriter) -> N
         "total_tokens": 30,
         "finish_reason": "stop",
         "error": None,
+        "error_class": None,
         "duration_ms": 200,
+        "ttfb_ms": None,
         "created_at": T0 + 2000,
     }
 

@@ -159,6 +159,9 @@ async def test_history_rows_appear_in_the_api_and_are_pruned_by_count(
         assert response["status_code"] == 200
         assert response["finish_reason"] == "stop"
         assert response["total_tokens"] == 9  # from the stream's usage chunk
+        assert isinstance(response["ttfb_ms"], int)
+        assert response["ttfb_ms"] <= response["duration_ms"]
+        assert response["error_class"] is None
         assert response["body"] is None  # logging.logResponses is off
         status, activity = await api.get("/api/activity/recent")
         assert status == 200 and activity["total"] == 2
