@@ -230,6 +230,7 @@ async def crash_round(
                 f"  daemon pid {daemon.pid}; {args.kills} SIGKILLs of qwen-proxy, each "
                 f"{args.stable_uptime:g} s + 0.1 s after it runs again (CHILD_STABLE_UPTIME)"
             )
+            cpu_before = dproc.cpu_times()
             for i in range(args.kills):
                 # A stable run before each crash: the restart must not wait for a backoff.
                 await asyncio.sleep(
@@ -257,6 +258,10 @@ async def crash_round(
                 qwen = data["qwenProxy"]
                 running_at = t_running
 
+            cpu_after = dproc.cpu_times()
+            cpu_ms = (
+                (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+            ) * 1000
             async with http.get(f"{url}/api/proxy/status") as resp:
                 body = await resp.json()
             restarts = body["qwenProxy"]["restarts"]
@@ -271,6 +276,8 @@ async def crash_round(
             print(row("SIGKILL -> serving (running + GET /health 200)", to_serving, "-"))
             over = (pct(to_running, 0.5) - startup) * 1000
             print(f"  running again p50 - start-up p50: {over:+.1f} ms")
+            print(f"  daemon CPU per crash cycle (crash, restart, events, probes): "
+                  f"{cpu_ms / args.kills:.1f} ms")  # fmt: skip
             in_daemon = [r - s for r, s in zip(to_running, to_starting, strict=True)]
             print(row("start-up seen by the daemon (starting -> running)", in_daemon, "-"))
             if idle > 0:
