@@ -7,7 +7,9 @@ here overrides the real-daemon one, so the same tests run against either.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +24,9 @@ from tests.support.capture import record
 from tests.support.daemon import Api
 from tests.support.fake_supervisor import FakeSupervisor
 from tests.support.processes import free_port
+
+# The loggers configure() sets a level on besides the root.
+LIBRARY_LOGGERS = ("aiohttp.access", "socketio", "engineio", "socketio.server", "engineio.server")
 
 
 class CapturedLog:
@@ -57,14 +62,33 @@ def supervisor(settings: Settings) -> FakeSupervisor:
     return FakeSupervisor(child_specs(settings))
 
 
+@contextlib.contextmanager
+def captured_logging(level: str) -> Iterator[None]:
+    """Send this process's log lines to the secret scan while the app runs, then undo it.
+
+    configure() sets the root logger and the libraries' levels for the whole process; left as
+    they are, every later test would pay for debug lines it never reads.
+    """
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    libraries = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    configure(level, "json", CapturedLog())  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = saved
+        for name, old in libraries.items():
+            logging.getLogger(name).setLevel(old)
+
+
 @pytest.fixture
 async def app_url(settings: Settings, supervisor: FakeSupervisor) -> AsyncIterator[str]:
     """Serve create_app on 127.0.0.1 in this process; return its base URL."""
-    configure(settings.log_level, "json", CapturedLog())  # type: ignore[arg-type]
-    server = TestServer(create_app(settings, supervisor=supervisor), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    with captured_logging(settings.log_level):
+        server = TestServer(create_app(settings, supervisor=supervisor), host="127.0.0.1")
+        await server.start_server()
+        yield str(server.make_url("")).rstrip("/")
+        await server.close()
 
 
 @pytest.fixture
