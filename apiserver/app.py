@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from apiserver import keys, middleware, realtime
-from apiserver.api import credentials, health, history, models, providers, proxy
+from apiserver.api import credentials, debug, health, history, models, providers, proxy
 from apiserver.api import events as events_api
 from apiserver.api import settings as settings_api
 from apiserver.config import Settings
@@ -99,6 +99,8 @@ def create_app(
         history,
     ):
         module.setup(app)
+    if settings.debug_hooks:
+        debug.setup(app)
     return app
 
 

@@ -120,6 +120,12 @@ class Settings:
     qwen_api_key: str | None = None
     child_env: tuple[tuple[str, str], ...] = ()
     child_timing: ChildTiming = field(default_factory=lambda: ChildTiming())
+    # systemd's service protocol (set by systemd for Type=notify units): where to send
+    # READY=1/STATUS=/WATCHDOG=1/STOPPING=1, and how often the watchdog wants a ping.
+    notify_socket: str | None = None
+    watchdog_interval: float | None = None
+    # Test hooks (APISERVER_DEBUG_HOOKS=1): routes under /api/debug/ that no user needs.
+    debug_hooks: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -220,10 +226,26 @@ class Settings:
             qwen_api_key=environ.get("QWEN_API_KEY", "").strip() or None,
             child_env=tuple((k, environ[k]) for k in CHILD_PASSTHROUGH if environ.get(k)),
             child_timing=timing,
+            notify_socket=environ.get("NOTIFY_SOCKET", "").strip() or None,
+            watchdog_interval=_watchdog_interval(environ),
+            debug_hooks=environ.get("APISERVER_DEBUG_HOOKS", "").strip() == "1",
         )
         if problems:
             raise ConfigError(problems)
         return settings
+
+
+def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
+    """Return how often to send WATCHDOG=1 (half of systemd's WATCHDOG_USEC), or None.
+
+    systemd sets WATCHDOG_PID to the process it expects pings from; a descendant that inherited
+    the variables (none should: children get an explicit environment) must not ping for us.
+    """
+    raw = environ.get("WATCHDOG_USEC", "").strip()
+    owner = environ.get("WATCHDOG_PID", "").strip()
+    if not raw.isdigit() or int(raw) == 0 or (owner and owner != str(os.getpid())):
+        return None
+    return int(raw) / 2_000_000
 
 
 def help_text() -> str:

@@ -33,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
         help="force one transport (default: websocket, falling back to polling)",
     )
     watch.add_argument("--events", help="comma-separated events to subscribe to (default: all)")
+    install = sub.add_parser(
+        "install-service",
+        help="install the systemd user unit for this installation and reload systemd",
+    )
+    install.add_argument("--print", action="store_true", help="only print the unit")
+    install.add_argument(
+        "--system",
+        action="store_true",
+        help="a system service in /etc/systemd/system (run as root; data in /var/lib/qwen-proxy)",
+    )
     return parser
 
 
@@ -47,6 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)  # noqa: T201
         return 2
     # Each command is imported when chosen: --help and watch stay free of the server's imports.
+    if args.command == "install-service":
+        from apiserver.service_unit import install_service
+
+        return install_service(
+            database_path=settings.database_path,
+            environ=os.environ,
+            system=args.system,
+            print_only=args.print,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
     if args.command == "watch":
         from apiserver.cli.watch import watch
 

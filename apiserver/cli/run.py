@@ -14,6 +14,7 @@ from apiserver.app import create_app
 from apiserver.config import Settings
 from apiserver.http_server import JsonErrorAppRunner
 from apiserver.instance import DatabaseInUse, exclusive_database
+from apiserver.systemd_notify import ServiceNotifier, child_summary
 from qwenstack_core.logsetup import get_logger
 
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -50,6 +51,8 @@ async def serve(settings: Settings) -> None:
         # This process spawns nothing but the children, so it may adopt and reap whatever
         # leaves their trees (before the first spawn: restore runs in runner.setup()).
         app[keys.PROXY].become_subreaper()
+        notifier = ServiceNotifier.from_settings(settings.notify_socket, settings.watchdog_interval)
+        app[keys.EVENTS].add_sink(notifier.on_event)
         runner = JsonErrorAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
@@ -64,9 +67,13 @@ async def serve(settings: Settings) -> None:
                 pid=os.getpid(),
                 version=__version__,
             )
+            # The store is open, the server listens and the desired child state is being
+            # restored (cleanup_ctx ran in setup): now systemd may call the service started.
+            notifier.ready(child_summary(app[keys.STATUS].children()))
             await stop.wait()
             log.info("server_stopping")
         finally:
+            await notifier.stopping()
             await runner.cleanup()
             log.info("server_stopped")
 
