@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from apiserver.events import Event
+from qwenstack_core import notify
 from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.systemd")
@@ -27,18 +27,13 @@ Sender = Callable[[str], bool]
 
 
 def socket_sender(address: str) -> Sender:
-    """Return a function that sends one datagram to systemd's notification socket ``address``."""
-    # "@name" is a socket in the abstract namespace (the "@" stands for a leading NUL byte).
-    target: str | bytes = b"\0" + address[1:].encode() if address.startswith("@") else address
+    """Return a function that sends one message to systemd's notification socket ``address``."""
 
     def send(message: str) -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            try:
-                sock.sendto(message.encode(), target)
-            except OSError as exc:
-                log.warning("systemd_notify_failed", error=str(exc))
-                return False
-        return True
+        sent = notify.send(address, message)
+        if not sent:
+            log.warning("systemd_notify_failed", address=address)
+        return sent
 
     return send
 

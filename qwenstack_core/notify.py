@@ -27,21 +27,30 @@ def notify_address(value: str) -> str | bytes:
     return value
 
 
-def notify(message: str) -> bool:
-    """Send ``message`` (e.g. ``"READY=1"``) to ``$NOTIFY_SOCKET``; return whether it was sent.
+def send(address: str, *lines: str) -> bool:
+    """Send ``lines`` as one datagram to the notification socket ``address``; return success.
+
+    systemd reads one message per datagram, one ``KEY=value`` per line (``READY=1``,
+    ``STATUS=...``, ``WATCHDOG=1``, ``STOPPING=1``). An address that is neither a path nor an
+    abstract name, or a socket nobody listens on any more, only makes the result False.
+    """
+    if not address or address[0] not in "@/":
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.sendto("\n".join(lines).encode(), notify_address(address))
+        except OSError:
+            return False
+    return True
+
+
+def notify(*lines: str) -> bool:
+    """Send ``lines`` (e.g. ``"READY=1"``) to ``$NOTIFY_SOCKET``; return whether it was sent.
 
     A missing variable, or a socket nobody listens on any more, is not an error for the caller:
     readiness then falls back to the supervisor's ``/health`` probe.
     """
-    value = os.environ.get(NOTIFY_SOCKET_ENV, "")
-    if not value or value[0] not in "@/":
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        try:
-            sock.sendto(message.encode(), notify_address(value))
-        except OSError:
-            return False
-    return True
+    return send(os.environ.get(NOTIFY_SOCKET_ENV, ""), *lines)
 
 
 def notify_ready() -> bool:
