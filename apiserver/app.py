@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from apiserver import keys, middleware, realtime
+from apiserver import dashboard, keys, middleware, realtime
 from apiserver.api import credentials, debug, health, history, models, providers, proxy
 from apiserver.api import events as events_api
 from apiserver.api import settings as settings_api
@@ -16,6 +16,7 @@ from apiserver.security import AccessPolicy
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
 from apiserver.services.history import HistoryService
+from apiserver.services.live_feeds import LiveFeeds
 from apiserver.services.provider_checks import ProviderChecks
 from apiserver.services.proxy import ProxyService, child_specs
 from apiserver.services.settings import SettingsService
@@ -82,12 +83,15 @@ def create_app(
         router_port=settings.provider_router_port,
         router_state=app[keys.PROXY].router_state,
     )
+    app[keys.LIVE_FEEDS] = LiveFeeds(store, app[keys.HISTORY], app[keys.STATUS], events)
     app[keys.REALTIME] = realtime.create_hub(events, app[keys.STATUS], policy)
     realtime.setup(app, app[keys.REALTIME])
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_events_ctx)
     app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_live_feeds_ctx)
     app.cleanup_ctx.append(_proxy_ctx)  # last in, first out: children stop before the store
+    dashboard.setup(app)
     for module in (
         health,
         proxy,
@@ -117,6 +121,12 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[keys.STATUS].close()
     await app[keys.EVENTS].stop()
+
+
+async def _live_feeds_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[keys.LIVE_FEEDS].start()
+    yield
+    await app[keys.LIVE_FEEDS].stop()
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:

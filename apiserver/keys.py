@@ -10,6 +10,7 @@ from apiserver.realtime import Hub
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
 from apiserver.services.history import HistoryService
+from apiserver.services.live_feeds import LiveFeeds
 from apiserver.services.provider_checks import ProviderChecks
 from apiserver.services.proxy import ProxyService
 from apiserver.services.settings import SettingsService
@@ -28,3 +29,4 @@ STATUS = web.AppKey("status", StatusService)
 REALTIME = web.AppKey("realtime", Hub)
 HISTORY = web.AppKey("history", HistoryService)
 PROXY = web.AppKey("proxy", ProxyService)
+LIVE_FEEDS = web.AppKey("live_feeds", LiveFeeds)

@@ -33,6 +33,7 @@ from apiserver.realtime_transport import (
     SocketServer,
 )
 from apiserver.security import AccessPolicy, bearer, same_origin
+from apiserver.services.live_feeds import LIVE_EVENTS
 from apiserver.services.status import StatusService
 from qwenstack_core.logsetup import get_logger
 
@@ -42,8 +43,8 @@ NAMESPACE = "/"
 SEED_EVENTS = ("proxy:status", "credentials:updated", "providers:updated", "models:updated")
 # What a client that never subscribed receives (the seed: every client gets every event).
 DEFAULT_EVENTS = frozenset((*SEED_EVENTS, "settings:updated"))
-# Names a client may subscribe to; ``proxy:log`` only ever goes to its subscribers.
-KNOWN_EVENTS = frozenset((*DEFAULT_EVENTS, "proxy:log"))
+# Names a client may subscribe to; ``proxy:log`` and the live feeds only go to subscribers.
+KNOWN_EVENTS = frozenset((*DEFAULT_EVENTS, "proxy:log", *LIVE_EVENTS))
 STATIC_DIR = Path(__file__).parent / "static"
 TOKEN_REFUSAL = (
     "Missing or invalid API token: connect with auth: {token: '<API_TOKEN>'} "
