@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Each command is imported when chosen: --help and watch stay free of the server's imports.
     if args.command == "install-service":
-        from apiserver.service_unit import install_service
+        from apiserver.cli.install_service import install_service
 
         return install_service(
             database_path=settings.database_path,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apiserver.service_unit import UNIT_NAME, UnitOptions, render_unit, repository_unit
+from apiserver.cli.install_service import UNIT_NAME, UnitOptions, render_unit, repository_unit
 
 ROOT = Path(__file__).resolve().parents[2]
 ANALYZE = shutil.which("systemd-analyze")
