@@ -1,4 +1,4 @@
-"""Argument handling: ``apiserver [run]`` runs the daemon, ``apiserver watch`` prints events."""
+"""Argument handling: ``apiserver [run]`` runs the daemon; the other commands drive it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from apiserver import __version__
+from apiserver.cli.client import daemon_url
+from apiserver.cli.drive import DRIVE_COMMANDS, add_commands, run_command
 from apiserver.config import ConfigError, Settings, help_text
 from qwenstack_core.logsetup import configure
 
@@ -24,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.add_parser("run", help="run the daemon (the default)")
+    add_commands(sub)
     watch = sub.add_parser("watch", help="connect to a running daemon and print every event")
     watch.add_argument("--url", help="daemon URL (default: http://127.0.0.1:$API_PORT)")
     watch.add_argument(
@@ -57,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)  # noqa: T201
         return 2
     # Each command is imported when chosen: --help and watch stay free of the server's imports.
+    if args.command in DRIVE_COMMANDS:
+        return run_command(args, settings)
     if args.command == "install-service":
         from apiserver.cli.install_service import install_service
 
@@ -72,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from apiserver.cli.watch import watch
 
         configure(settings.log_level, "console", sys.stderr)
-        return asyncio.run(watch(settings, args.url, args.transport, args.events))
+        url = args.url or daemon_url(settings)
+        return asyncio.run(watch(settings, url, args.transport, args.events))
     from apiserver.cli.run import run
 
     configure(settings.log_level, settings.log_format)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import socketio
 
+from apiserver.cli.client import FAILED, NOT_RUNNING
 from apiserver.config import Settings
 
 
@@ -93,7 +94,8 @@ class Watcher:
 
     async def on_connect_error(self, data: Any = None) -> None:
         """Keep the server's reason for refusing the connection."""
-        message = data.get("message") if isinstance(data, dict) else data
+        # The server's refusal is a dict; a network failure is the client's own string.
+        message = data.get("message") if isinstance(data, dict) else None
         self.refusal = str(message) if message else None
 
     async def on_disconnect(self, reason: Any = None) -> None:
@@ -136,8 +138,13 @@ async def watch(
                 wait_timeout=10,
             )
         except socketio.exceptions.ConnectionError as exc:
-            watcher.note(f"cannot connect to {url}: {watcher.refusal or exc}")
-            return 1
+            if watcher.refusal:
+                watcher.note(f"cannot connect to {url}: {watcher.refusal}")
+                return FAILED
+            watcher.note(
+                f"the daemon is not running at {url} ({exc}); start it with `apiserver run`"
+            )
+            return NOT_RUNNING
         await stop.wait()
         return 0
     finally:

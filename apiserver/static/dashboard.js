@@ -54,6 +54,16 @@
     return (d ? `${d}d ` : '') + (d || h ? `${h}h ` : '') + `${pad(m)}m ${pad(s)}s`;
   }
 
+  // Coarse, for far-away times: "5 days", "3 hours", "12 minutes".
+  function roughly(seconds) {
+    const units = [['day', 86400], ['hour', 3600], ['minute', 60]];
+    for (const [unit, size] of units) {
+      const n = Math.floor(seconds / size);
+      if (n >= 1) return `${n} ${unit}${n === 1 ? '' : 's'}`;
+    }
+    return 'less than a minute';
+  }
+
   function bytes(value) {
     if (!value) return '–';
     return value >= 1 << 30 ? `${(value / (1 << 30)).toFixed(2)} GiB` : `${(value / (1 << 20)).toFixed(1)} MiB`;
@@ -161,8 +171,8 @@
         text = `Expired${until ? ` on ${until.toLocaleString()}` : ''}.`;
       } else {
         element.dataset.state = valid ? 'valid' : 'invalid';
-        text = until ? `Valid until ${until.toLocaleString()}` +
-          ` (in ${duration((until - Date.now()) / 1000)}).` : 'Valid, no expiry recorded.';
+        text = until ? `Valid until ${until.toLocaleString()} (in ${roughly((until - Date.now()) / 1000)}).`
+          : 'Valid, no expiry recorded.';
       }
     }
     element.textContent = text;

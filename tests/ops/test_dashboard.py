@@ -24,7 +24,8 @@ import pytest
 from tests.conftest import DaemonFactory
 from tests.ops.helpers import child_env
 from tests.support.capture import record
-from tests.support.daemon import Api, Daemon, free_port
+from tests.support.daemon import Api, Daemon
+from tests.support.processes import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
