@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import DaemonFactory
 from tests.ops.helpers import child_env
@@ -297,11 +298,94 @@ async def test_history_appears_as_a_child_records_it(
 ROUTER_LANDED = importlib.util.find_spec("provider_router") is not None
 
 
+async def _fake_upstream() -> tuple[web.AppRunner, str]:
+    """Start an OpenAI-compatible upstream on loopback that answers every chat with 'hi'."""
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "qwen3-max"}]})
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "hi"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
 @pytest.mark.skipif(
     not ROUTER_LANDED, reason="provider_router is not in this tree yet (a chat request needs it)"
 )
-async def test_request_through_the_router_appears_in_the_history() -> None:
-    pytest.skip("written once the provider-router lands")
+@pytest.mark.timeout(60)
+async def test_request_through_the_router_appears_in_the_history(
+    daemon_factory: DaemonFactory, browser: Browser, http: aiohttp.ClientSession
+) -> None:
+    env = child_env()
+    del env["PROVIDER_ROUTER_COMMAND"]  # the real provider-router
+    daemon = await daemon_factory(env=env)
+    api = Api(http, daemon.url)
+    upstream, base_url = await _fake_upstream()
+    try:
+        status, body = await api.post(
+            "/api/providers",
+            {
+                "id": "fake-upstream",
+                "name": "Fake upstream",
+                "type": "openai-compatible",
+                "priority": 100,
+                "config": {"baseURL": base_url},
+            },
+        )
+        assert status == 201, body
+        status, body = await api.post(
+            "/api/providers/fake-upstream/models", {"model_id": "qwen3-max"}
+        )
+        assert status == 201, body
+        loaded_at = await open_dashboard(browser, daemon)
+        await browser.page.get_by_role("button", name="Start both", exact=True).click()
+        await browser.page.wait_for_selector(card("provider-router", "running"), timeout=20_000)
+        router = (await api.get("/api/proxy/status"))[1]["providerRouter"]["port"]
+        async with http.post(
+            f"http://127.0.0.1:{router}/v1/chat/completions",
+            json={"model": "qwen3-max", "messages": [{"role": "user", "content": "hello"}]},
+        ) as resp:
+            answer = await resp.json()
+            assert resp.status == 200, answer
+        row = await browser.page.wait_for_selector(
+            '#history tr:has-text("qwen3-max"):has-text("success")', timeout=15_000
+        )
+        text = await row.text_content() or ""
+        record("dashboard history row (router)", text)
+        assert "fake-upstream" in text
+        await browser.shot("history")
+        assert_no_polling(
+            browser.recorder,
+            loaded_at,
+            {("POST", "api/proxy/start")},
+        )
+    finally:
+        await api.post("/api/proxy/stop")
+        await upstream.cleanup()
 
 
 async def test_token_is_asked_once_and_kept_for_the_tab(
