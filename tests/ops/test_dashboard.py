@@ -219,12 +219,23 @@ async def test_dashboard_follows_and_drives_the_stack(
     # A provider toggled in the page is disabled in the REST API.
     status, body = await api.get("/api/providers")
     assert status == 200
-    target = next(p for p in body["providers"] if p["enabled"])
+    body_list = body["providers"]
+    target = next(p for p in body_list if p["enabled"])
     await page.get_by_label(f"{target['name']} enabled").uncheck()
     await page.wait_for_selector(f'#providers tr[data-id="{target["id"]}"][data-enabled="false"]')
     status, body = await api.get(f"/api/providers/{target['id']}")
     assert status == 200 and body["enabled"] is False
     await page.wait_for_selector('#events li[data-event="providers:updated"]')
+    # A priority typed into the page (then Tab, as a keyboard user does) is stored.
+    other = next(p for p in body_list if p["id"] != target["id"])
+    priority = page.get_by_label(f"{other['name']} priority")
+    await priority.fill("42")
+    await priority.press("Tab")
+    deadline = time.monotonic() + 10
+    while (await api.get(f"/api/providers/{other['id']}"))[1]["priority"] != 42:
+        assert time.monotonic() < deadline, "the priority typed in the page was not stored"
+        await asyncio.sleep(0.05)
+    await page.wait_for_selector(f'#providers tr[data-id="{other["id"]}"]:first-child')
 
     # A quiet spell: the page makes no request at all (uptime ticks locally).
     quiet_from = time.monotonic()
@@ -238,6 +249,7 @@ async def test_dashboard_follows_and_drives_the_stack(
     clicked = {
         ("POST", "api/proxy/start"),
         ("POST", f"api/providers/{target['id']}/disable"),
+        ("PUT", f"api/providers/{other['id']}"),
     }
     assert_no_polling(browser.recorder, loaded_at, clicked)
     await browser.shot("toggled")
