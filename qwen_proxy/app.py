@@ -45,7 +45,6 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=15, sock_read=settings.upstream_timeout
         ),
-        read_bufsize=2**17,
         auto_decompress=True,
     )
 
