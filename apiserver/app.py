@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from apiserver import dashboard, keys, middleware, realtime
-from apiserver.api import credentials, debug, health, history, models, providers, proxy
+from apiserver.api import (
+    credentials,
+    debug,
+    docs,
+    health,
+    history,
+    models,
+    providers,
+    proxy,
+)
 from apiserver.api import events as events_api
 from apiserver.api import settings as settings_api
 from apiserver.config import Settings
@@ -101,6 +110,7 @@ def create_app(
         settings_api,
         events_api,
         history,
+        docs,
     ):
         module.setup(app)
     if settings.debug_hooks:

@@ -24,7 +24,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = get_logger("apiserver.http")
 
-PUBLIC_API_PATHS = frozenset({"/api/health"})
+PUBLIC_API_PATHS = frozenset({"/api/health", "/api/openapi.json"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID"
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"

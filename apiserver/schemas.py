@@ -1,219 +1,340 @@
-"""The request bodies of the REST API: each parsed into a frozen dataclass, or a 400."""
+"""The request bodies and queries of the REST API: pydantic v2 models, validated at the edge.
+
+Handlers call ``parse_body``/``parse_query`` (apiserver.schema_types) with these models; the
+OpenAPI document is generated from the same models, so what is documented is what is checked.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
 
-from apiserver.validation import ID_PATTERN, ID_RULE, Fields
-from qwenstack_core.store.providers import PROVIDER_TYPES
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
-MAX_SECRET_LEN: Final = 16 * 1024
+from apiserver.schema_types import (
+    Body,
+    Id,
+    Name,
+    Query,
+    QueryBool,
+    QueryText,
+    Secret,
+    Text,
+    fail,
+    int_query,
+    int_query_schema,
+)
+from qwenstack_core.store.settings import SETTINGS
+
+ProviderType = Literal["qwen-proxy", "lm-studio", "qwen-direct", "openai-compatible"]
+SettingsCategory = Literal["server", "logging", "system", "provider"]
+CONFIG_KEY: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CONFIG_KEY_RULE: Final = "key must be 1-64 letters, digits, '_', '.' or '-'"
+Capability = Annotated[str, Field(min_length=1, max_length=64)]
+Capabilities = Annotated[list[Capability], Field(max_length=64)]
+Priority = Annotated[int, Field(ge=-1000, le=1000)]
 
 
-@dataclass(frozen=True, slots=True)
-class CredentialsIn:
+# -- credentials ---------------------------------------------------------------------------
+
+
+class CredentialsIn(Body):
     """Body of POST /api/qwen/credentials."""
 
-    token: str
-    cookies: str
-    expires_at: int | None
+    token: Secret
+    cookies: Secret
+    expires_at: Annotated[int | None, Field(alias="expiresAt", ge=0)] = None
 
+    @field_validator("expires_at")
     @classmethod
-    def parse(cls, data: Any) -> CredentialsIn:
-        """Validate the body; milliseconds in ``expiresAt`` are refused with a clear message."""
-        f = Fields(data)
-        token = f.string("token", required=True, max_len=MAX_SECRET_LEN)
-        cookies = f.string("cookies", required=True, max_len=MAX_SECRET_LEN)
-        expires_at = f.integer("expiresAt", nullable=True, minimum=0)
-        if expires_at is not None and expires_at > 10**11:
-            f.fail("expiresAt", "looks like milliseconds: expiresAt must be Unix seconds")
-        f.done()
-        return cls(cast(str, token), cast(str, cookies), expires_at)
+    def _seconds(cls, value: int | None) -> int | None:
+        if value is not None and value > 10**11:
+            raise fail("looks like milliseconds: expiresAt must be Unix seconds")
+        return value
 
 
-@dataclass(frozen=True, slots=True)
-class ModelIn:
+# -- models --------------------------------------------------------------------------------
+
+
+def _unique(values: list[str] | None) -> list[str] | None:
+    return None if values is None else list(dict.fromkeys(values))  # keep order, drop repeats
+
+
+class ModelIn(Body):
     """Body of POST /api/models."""
 
-    id: str
-    name: str
-    description: str | None
-    capabilities: list[str]
+    id: Id
+    name: Name
+    description: Text | None = None
+    capabilities: Capabilities = []
 
+    @field_validator("capabilities")
     @classmethod
-    def parse(cls, data: Any) -> ModelIn:
-        """Validate a new model."""
-        f = Fields(data)
-        model_id = f.string("id", required=True, max_len=64, pattern=ID_PATTERN, rule=ID_RULE)
-        name = f.string("name", required=True, max_len=200)
-        description = f.string("description", nullable=True)
-        capabilities = f.strings("capabilities")
-        f.done()
-        return cls(cast(str, model_id), cast(str, name), description, capabilities or [])
+    def _dedupe(cls, value: list[str]) -> list[str]:
+        return _unique(value) or []
 
 
-def model_changes(data: Any) -> dict[str, Any]:
-    """Validate the body of PUT /api/models/{id}: the fields to change (at least one)."""
-    f = Fields(data)
-    changes: dict[str, Any] = {}
-    if f.has("name"):
-        changes["name"] = f.string("name", required=True, max_len=200)
-    if f.has("description"):
-        changes["description"] = f.string("description", nullable=True)
-    if f.has("capabilities"):
-        changes["capabilities"] = f.strings("capabilities")
-    if not (f.has("name") or f.has("description") or f.has("capabilities")):
-        f.fail("body", "must contain at least one of name, description, capabilities")
-    f.done()
-    return changes
+class ModelChanges(Body):
+    """Body of PUT /api/models/{id}: at least one field."""
+
+    model_config = Body.model_config | {"json_schema_extra": {"minProperties": 1}}
+
+    # Field(default=None) on a non-optional type: the field may be absent, but not null.
+    name: Name = Field(default=None)  # type: ignore[assignment]
+    description: Text | None = None
+    capabilities: Capabilities = Field(default=None)  # type: ignore[arg-type]
+
+    @field_validator("capabilities")
+    @classmethod
+    def _dedupe(cls, value: list[str]) -> list[str]:
+        return _unique(value) or []
+
+    @model_validator(mode="after")
+    def _some(self) -> ModelChanges:
+        if not self.model_fields_set:
+            raise fail("must contain at least one of name, description, capabilities")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """Return the fields sent."""
+        return self.model_dump(include=self.model_fields_set)
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderIn:
+# -- providers -----------------------------------------------------------------------------
+
+
+class ProviderConfig(Body):
+    """A provider's key/value configuration: known keys typed, any other key allowed."""
+
+    model_config = Body.model_config | {
+        "extra": "allow",
+        "json_schema_extra": {"propertyNames": {"pattern": CONFIG_KEY.pattern}, "minProperties": 1},
+    }
+
+    baseURL: Annotated[str, Field(pattern=r"^https?://", max_length=2048)] = Field(default=None)  # type: ignore[assignment]
+    apiKey: Annotated[str, Field(max_length=16 * 1024)] = Field(default=None)  # type: ignore[assignment]
+    timeout: Annotated[int, Field(gt=0, le=3_600_000)] = Field(default=None)  # type: ignore[assignment]
+    defaultModel: Annotated[str, Field(max_length=256)] = Field(default=None)  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if not isinstance(key, str) or not CONFIG_KEY.match(key):
+                    raise fail(CONFIG_KEY_RULE, field=str(key))
+        return data
+
+    def values(self) -> dict[str, Any]:
+        """Return the keys sent, with their values."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
+
+
+class ProviderIn(Body):
     """Body of POST /api/providers."""
 
-    id: str
-    name: str
-    type: str
-    enabled: bool
-    priority: int
-    description: str | None
-    config: dict[str, Any]
+    id: Id
+    name: Name
+    type: ProviderType
+    enabled: bool = True
+    priority: Priority = 0
+    description: Text | None = None
+    config: ProviderConfig | None = None
 
+    def config_values(self) -> dict[str, Any]:
+        """Return the initial configuration sent (may be empty)."""
+        return self.config.values() if self.config is not None else {}
+
+
+class ProviderChanges(Body):
+    """Body of PUT /api/providers/{id}: at least one field."""
+
+    model_config = Body.model_config | {"json_schema_extra": {"minProperties": 1}}
+
+    name: Name = Field(default=None)  # type: ignore[assignment]
+    type: ProviderType = Field(default=None)  # type: ignore[arg-type]
+    enabled: bool = Field(default=None)  # type: ignore[assignment]
+    priority: Priority = Field(default=None)  # type: ignore[assignment]
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> ProviderChanges:
+        if not self.model_fields_set:
+            raise fail("must contain at least one of name, type, enabled, priority, description")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """Return the fields sent."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class ConfigIn(Body):
+    """Body of PUT /api/providers/{id}/config."""
+
+    config: ProviderConfig
+
+    @field_validator("config", mode="before")
     @classmethod
-    def parse(cls, data: Any) -> ProviderIn:
-        """Validate a new provider."""
-        f = Fields(data)
-        provider_id = f.string("id", required=True, max_len=64, pattern=ID_PATTERN, rule=ID_RULE)
-        name = f.string("name", required=True, max_len=200)
-        ptype = f.string("type", required=True, choices=PROVIDER_TYPES)
-        enabled = f.boolean("enabled")
-        priority = f.integer("priority", minimum=-1000, maximum=1000)
-        description = f.string("description", nullable=True)
-        config = f.obj("config", nullable=True)
-        if config:
-            _check_config(f, config)
-        f.done()
-        return cls(
-            cast(str, provider_id),
-            cast(str, name),
-            cast(str, ptype),
-            True if enabled is None else enabled,
-            priority or 0,
-            description,
-            config or {},
-        )
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value:
+            raise fail("must contain at least one key")
+        return value
 
 
-def provider_changes(data: Any) -> dict[str, Any]:
-    """Validate the body of PUT /api/providers/{id}: the fields to change (at least one)."""
-    f = Fields(data)
-    changes: dict[str, Any] = {}
-    if f.has("name"):
-        changes["name"] = f.string("name", required=True, max_len=200)
-    if f.has("type"):
-        changes["type"] = f.string("type", required=True, choices=PROVIDER_TYPES)
-    if f.has("enabled"):
-        changes["enabled"] = f.boolean("enabled", required=True)
-    if f.has("priority"):
-        changes["priority"] = f.integer("priority", required=True, minimum=-1000, maximum=1000)
-    if f.has("description"):
-        changes["description"] = f.string("description", nullable=True)
-    if not changes and not f.details:
-        f.fail("body", "must contain at least one of name, type, enabled, priority, description")
-    f.done()
-    return changes
-
-
-CONFIG_KEY: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def _check_config(f: Fields, config: dict[str, Any]) -> None:
-    for key, value in config.items():
-        field = f"config.{key}"
-        if not CONFIG_KEY.match(key):
-            f.fail(field, "key must be 1-64 letters, digits, '_', '.' or '-'")
-        elif key == "baseURL" and not (
-            isinstance(value, str) and value.startswith(("http://", "https://"))
-        ):
-            f.fail(field, "must be an http:// or https:// URL")
-        elif key == "timeout" and (
-            isinstance(value, bool) or not isinstance(value, int) or value <= 0
-        ):
-            f.fail(field, "must be a positive integer (milliseconds)")
-        elif key == "apiKey" and not isinstance(value, str):
-            f.fail(field, "must be a string")
-
-
-def config_values(data: Any) -> dict[str, Any]:
-    """Validate the body of PUT /api/providers/{id}/config."""
-    f = Fields(data)
-    config = f.obj("config", required=True)
-    if config is not None:
-        if not config:
-            f.fail("config", "must contain at least one key")
-        _check_config(f, config)
-    f.done()
-    return config or {}
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigValueIn:
-    """Body of PATCH /api/providers/{id}/config/{key}."""
+class ConfigValueIn(Body):
+    """Body of PATCH /api/providers/{id}/config/{key} (``value`` is checked by its key)."""
 
     value: Any
-    is_sensitive: bool | None
-
-    @classmethod
-    def parse(cls, key: str, data: Any) -> ConfigValueIn:
-        """Validate one config value for ``key``."""
-        f = Fields(data)
-        if not f.has("value"):
-            f.fail("value", "is required")
-        if not CONFIG_KEY.match(key):
-            f.fail("key", "must be 1-64 letters, digits, '_', '.' or '-'")
-        else:
-            _check_config(f, {key: f.data.get("value")} if f.has("value") else {})
-        is_sensitive = f.boolean("is_sensitive")
-        f.done()
-        return cls(f.data["value"], is_sensitive)
+    is_sensitive: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LinkIn:
+class LinkIn(Body):
     """Body of POST /api/providers/{id}/models."""
 
-    model_id: str
-    is_default: bool
-    config: dict[str, Any] | None
-
-    @classmethod
-    def parse(cls, data: Any) -> LinkIn:
-        """Validate a new provider↔model link."""
-        f = Fields(data)
-        model_id = f.string("model_id", required=True, max_len=64, pattern=ID_PATTERN, rule=ID_RULE)
-        is_default = f.boolean("is_default")
-        config = f.obj("config", nullable=True)
-        f.done()
-        return cls(cast(str, model_id), bool(is_default), config)
+    model_id: Id
+    is_default: bool = False
+    config: dict[str, Any] | None = None
 
 
-def setting_value(data: Any) -> Any:
-    """Return the ``value`` of a settings body (which may be null)."""
-    f = Fields(data)
-    if not f.has("value"):
-        f.fail("value", "is required")
-    f.done()
-    return f.data["value"]
+# -- settings ------------------------------------------------------------------------------
 
 
-def bulk_settings(data: Any) -> dict[str, Any]:
-    """Return the ``settings`` object of POST /api/settings/bulk."""
-    f = Fields(data)
-    settings = f.obj("settings", required=True)
-    if settings is not None and not settings:
-        f.fail("settings", "must contain at least one key")
-    f.done()
-    return settings or {}
+class SettingIn(Body):
+    """Body of PUT /api/settings/{key} (the value is checked by the setting's type)."""
+
+    value: Any
+
+
+class BulkSettingsIn(Body):
+    """Body of POST /api/settings/bulk."""
+
+    settings: Annotated[
+        dict[str, Any],
+        Field(min_length=1, json_schema_extra={"propertyNames": {"enum": list(SETTINGS)}}),
+    ]
+
+
+# -- queries -------------------------------------------------------------------------------
+
+Limit = Annotated[int, BeforeValidator(int_query(1, 1000, 50)), int_query_schema(1, 1000, 50)]
+Offset = Annotated[int, BeforeValidator(int_query(0, 2**62, 0)), int_query_schema(0, 2**62, 0)]
+ActivityLimit = Annotated[
+    int, BeforeValidator(int_query(1, 1000, 20)), int_query_schema(1, 1000, 20)
+]
+LogLines = Annotated[
+    int, BeforeValidator(int_query(1, 10000, 200)), int_query_schema(1, 10000, 200)
+]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_MS = re.compile(r"[0-9]{1,15}")
+
+
+def _date(raw: Any) -> int | None:
+    """Return epoch milliseconds from epoch ms or ISO-8601 (naive means UTC)."""
+    if raw is None or raw == "":
+        return None
+    text = str(raw)
+    if _EPOCH_MS.fullmatch(text):
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise fail("must be epoch milliseconds or an ISO-8601 date") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
+DateQuery = Annotated[
+    int | None,
+    BeforeValidator(_date),
+    WithJsonSchema({"type": "string", "description": "epoch milliseconds or ISO-8601"}),
+]
+
+
+def _blank(value: Any) -> Any:
+    return None if value == "" else value
+
+
+class ProviderQuery(Query):
+    """Query of GET /api/providers."""
+
+    type: Annotated[ProviderType | None, BeforeValidator(_blank)] = None
+    enabled: QueryBool = None
+
+
+class ModelQuery(Query):
+    """Query of GET /api/models."""
+
+    capability: QueryText = None
+    provider: QueryText = None
+
+
+class SettingsQuery(Query):
+    """Query of GET /api/settings."""
+
+    category: Annotated[SettingsCategory | None, BeforeValidator(_blank)] = None
+
+
+class PageQuery(Query):
+    """``limit`` (1..1000, default 50) and ``offset`` of a list."""
+
+    limit: Limit = 50
+    offset: Offset = 0
+
+
+class RequestQuery(PageQuery):
+    """Query of GET /api/requests."""
+
+    session_id: QueryText = None
+    model: QueryText = None
+    stream: QueryBool = None
+    start_date: DateQuery = None
+    end_date: DateQuery = None
+
+    @model_validator(mode="after")
+    def _range(self) -> RequestQuery:
+        _check_range(self.start_date, self.end_date)
+        return self
+
+
+class ResponseFilterQuery(Query):
+    """Filters of GET /api/responses and /api/responses/stats."""
+
+    session_id: QueryText = None
+    request_id: QueryText = None
+    provider_id: QueryText = None
+    start_date: DateQuery = None
+    end_date: DateQuery = None
+
+    @model_validator(mode="after")
+    def _range(self) -> ResponseFilterQuery:
+        _check_range(self.start_date, self.end_date)
+        return self
+
+
+class ResponseQuery(ResponseFilterQuery, PageQuery):
+    """Query of GET /api/responses."""
+
+
+def _check_range(start: int | None, end: int | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise fail("must not be before start_date", field="end_date")
+
+
+class ActivityQuery(Query):
+    """Query of GET /api/activity/recent."""
+
+    limit: ActivityLimit = 20
+
+
+class LogsQuery(Query):
+    """Query of GET /api/proxy/{child}/logs."""
+
+    lines: LogLines = 200
+
+
+class StartQuery(Query):
+    """Query of POST /api/proxy/start."""
+
+    wait: QueryBool = None

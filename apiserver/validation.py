@@ -1,11 +1,10 @@
-"""Validation at the edge: body headers, JSON, typed fields, ids and queries, or a 400."""
+"""Validation at the edge: body headers and JSON text (bodies and queries: apiserver.schemas)."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -16,14 +15,11 @@ from aiohttp.web_protocol import RequestPayloadError
 from apiserver import errors
 
 ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-ID_RULE: Final = "must match ^[a-z0-9][a-z0-9._-]{0,63}$"
-MAX_TEXT_LEN: Final = 4096
 MAX_BODY: Final = 1024 * 1024
 # Deeper JSON is refused before it is parsed: nothing we store needs more, and every later
 # step that walks a value (masking, validation, encoding) stays far from the recursion limit.
 MAX_JSON_DEPTH: Final = 32
 ACCEPTED_ENCODINGS: Final = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
-_MISSING: Final = object()
 _JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET: Final = re.compile(rb"[\[\]{}]")
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -138,130 +134,6 @@ async def read_json(request: web.Request) -> Any:
     return value
 
 
-class Fields:
-    """Read typed fields out of a JSON object, collecting every problem before failing."""
-
-    def __init__(self, data: Any, *, required: bool = True) -> None:
-        if data is None and not required:
-            data = {}
-        if not isinstance(data, dict):
-            raise errors.ValidationFailed(
-                [{"field": "body", "message": "must be a JSON object"}],
-                message="Request body must be a JSON object",
-            )
-        self.data: dict[str, Any] = data
-        self.details: list[dict[str, Any]] = []
-
-    def has(self, name: str) -> bool:
-        """Return True when the body carries ``name``."""
-        return name in self.data
-
-    def fail(self, name: str, message: str) -> None:
-        """Record a problem with ``name``."""
-        self.details.append({"field": name, "message": message})
-
-    def _get(self, name: str, required: bool) -> Any:
-        value = self.data.get(name, _MISSING)
-        if value is _MISSING and required:
-            self.fail(name, "is required")
-        return value
-
-    def string(
-        self,
-        name: str,
-        *,
-        required: bool = False,
-        nullable: bool = False,
-        max_len: int = MAX_TEXT_LEN,
-        pattern: re.Pattern[str] | None = None,
-        rule: str = "",
-        choices: tuple[str, ...] | None = None,
-    ) -> str | None:
-        """Return a string field (None when absent or null-and-nullable)."""
-        value = self._get(name, required)
-        if value is _MISSING or (value is None and nullable):
-            return None
-        if not isinstance(value, str):
-            self.fail(name, "must be a string")
-        elif required and not value.strip():
-            self.fail(name, "must not be empty")
-        elif len(value) > max_len:
-            self.fail(name, f"must be at most {max_len} characters")
-        elif not _is_unicode_text(value):
-            self.fail(name, "must be valid Unicode text (no unpaired surrogates)")
-        elif pattern is not None and not pattern.match(value):
-            self.fail(name, rule or f"must match {pattern.pattern}")
-        elif choices is not None and value not in choices:
-            self.fail(name, f"must be one of {', '.join(choices)}")
-        else:
-            return value
-        return None
-
-    def integer(
-        self,
-        name: str,
-        *,
-        required: bool = False,
-        nullable: bool = False,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int | None:
-        """Return an integer field (booleans and floats are refused)."""
-        value = self._get(name, required)
-        if value is _MISSING or (value is None and nullable):
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, "must be an integer")
-        elif minimum is not None and value < minimum:
-            self.fail(name, f"must be >= {minimum}")
-        elif maximum is not None and value > maximum:
-            self.fail(name, f"must be <= {maximum}")
-        else:
-            return value
-        return None
-
-    def boolean(self, name: str, *, required: bool = False) -> bool | None:
-        """Return a boolean field."""
-        value = self._get(name, required)
-        if value is _MISSING:
-            return None
-        if not isinstance(value, bool):
-            self.fail(name, "must be a boolean")
-            return None
-        return value
-
-    def obj(
-        self, name: str, *, required: bool = False, nullable: bool = False
-    ) -> dict[str, Any] | None:
-        """Return an object field."""
-        value = self._get(name, required)
-        if value is _MISSING or (value is None and nullable):
-            return None
-        if not isinstance(value, dict):
-            self.fail(name, "must be an object")
-            return None
-        return value
-
-    def strings(self, name: str, *, max_items: int = 64) -> list[str] | None:
-        """Return a list-of-strings field."""
-        value = self._get(name, False)
-        if value is _MISSING:
-            return None
-        if (
-            not isinstance(value, list)
-            or len(value) > max_items
-            or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value)
-        ):
-            self.fail(name, f"must be an array of at most {max_items} non-empty strings")
-            return None
-        return list(dict.fromkeys(value))  # keep order, drop repeats
-
-    def done(self) -> None:
-        """Raise a 400 with every recorded problem."""
-        if self.details:
-            raise errors.ValidationFailed(self.details)
-
-
 def _is_unicode_text(value: str) -> bool:
     """Return False for a string JSON smuggled unpaired surrogates into (not storable as UTF-8)."""
     if value.isascii():
@@ -281,46 +153,9 @@ def path_id(request: web.Request, name: str, *, code: str, what: str) -> str:
     return value
 
 
-# -- queries -------------------------------------------------------------------------------
-
-
-def query_bool(query: Mapping[str, str], name: str) -> bool | None:
-    """Return a true/false query parameter, or None when absent."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise errors.invalid_field(name, "must be true or false")
-
-
-def query_int(query: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    """Return a bounded integer query parameter."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.invalid_field(name, "must be an integer") from None
-    if not minimum <= value <= maximum:
-        raise errors.invalid_field(name, f"must be between {minimum} and {maximum}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Page:
-    """limit/offset of a list request."""
+    """limit/offset of a list request (parsed by apiserver.schemas.PageQuery)."""
 
     limit: int
     offset: int
-
-    @classmethod
-    def from_query(cls, query: Mapping[str, str], default_limit: int = 50) -> Page:
-        """Parse ``limit`` (1..1000) and ``offset`` (>= 0)."""
-        return cls(
-            limit=query_int(query, "limit", default_limit, 1, 1000),
-            offset=query_int(query, "offset", 0, 0, 2**62),
-        )

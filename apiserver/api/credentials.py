@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.keys import CREDENTIALS
+from apiserver.schema_types import parse_body
 from apiserver.schemas import CredentialsIn
 from apiserver.validation import read_json
 
 
 async def save(request: web.Request) -> web.Response:
     """Replace the stored credentials."""
-    body = CredentialsIn.parse(await read_json(request))
+    body = parse_body(CredentialsIn, await read_json(request))
     status = await request.app[CREDENTIALS].save(body)
     return web.json_response(
         {

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
-from apiserver import errors
 from apiserver.keys import HISTORY
-from apiserver.validation import Page, query_bool, query_int
+from apiserver.schema_types import parse_query
+from apiserver.schemas import (
+    ActivityQuery,
+    PageQuery,
+    RequestQuery,
+    ResponseFilterQuery,
+    ResponseQuery,
+)
+from apiserver.validation import Page
 from qwenstack_core.store.history import RequestFilter, ResponseFilter, Row
 
-T = TypeVar("T")
-
-MAX_FILTER_LEN = 256
 RESPONSE_STATS_FIELDS = (
     "total_responses",
     "total_tokens",
@@ -25,71 +26,6 @@ RESPONSE_STATS_FIELDS = (
     "avg_duration_ms",
     "success_rate",
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_MS = re.compile(r"[0-9]{1,15}")
-
-
-class _Query:
-    """Read history query parameters, collecting every problem into one 400."""
-
-    def __init__(self, query: Mapping[str, str]) -> None:
-        self.query = query
-        self.details: list[dict[str, Any]] = []
-
-    def _guard(self, parse: Callable[[], T], fallback: T) -> T:
-        try:
-            return parse()
-        except errors.ValidationFailed as exc:
-            self.details.extend(exc.details or [])
-            return fallback
-
-    def page(self) -> Page:
-        limit = self._guard(lambda: query_int(self.query, "limit", 50, 1, 1000), 50)
-        offset = self._guard(lambda: query_int(self.query, "offset", 0, 0, 2**62), 0)
-        return Page(limit, offset)
-
-    def limit(self, default: int) -> int:
-        return self._guard(lambda: query_int(self.query, "limit", default, 1, 1000), default)
-
-    def boolean(self, name: str) -> bool | None:
-        return self._guard(lambda: query_bool(self.query, name), None)
-
-    def text(self, name: str) -> str | None:
-        value = self.query.get(name) or None
-        if value is not None and len(value) > MAX_FILTER_LEN:
-            self.details.append(
-                {"field": name, "message": f"must be at most {MAX_FILTER_LEN} characters"}
-            )
-            return None
-        return value
-
-    def dates(self) -> tuple[int | None, int | None]:
-        start, end = self._date("start_date"), self._date("end_date")
-        if start is not None and end is not None and start > end:
-            self.details.append({"field": "end_date", "message": "must not be before start_date"})
-        return start, end
-
-    def _date(self, name: str) -> int | None:
-        """Return epoch milliseconds from epoch ms or ISO-8601 (naive means UTC)."""
-        raw = self.query.get(name)
-        if not raw:
-            return None
-        if _EPOCH_MS.fullmatch(raw):
-            return int(raw)
-        try:
-            when = datetime.fromisoformat(raw)
-        except ValueError:
-            self.details.append(
-                {"field": name, "message": "must be epoch milliseconds or an ISO-8601 date"}
-            )
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return (when - _EPOCH) // timedelta(milliseconds=1)
-
-    def done(self) -> None:
-        if self.details:
-            raise errors.ValidationFailed(self.details)
 
 
 def _listing(name: str, items: list[Row], total: int, page: Page) -> dict[str, Any]:
@@ -111,9 +47,7 @@ def _deleted(message: str, counts: Row) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     """List sessions, most recently used first."""
-    q = _Query(request.query)
-    page = q.page()
-    q.done()
+    page = _page(parse_query(PageQuery, request.query))
     items, total = await request.app[HISTORY].sessions(page)
     return web.json_response(_listing("sessions", items, total, page))
 
@@ -126,9 +60,7 @@ async def get_session(request: web.Request) -> web.Response:
 async def list_session_requests(request: web.Request) -> web.Response:
     """List one session's requests, newest first."""
     session_id = request.match_info["session_id"]
-    q = _Query(request.query)
-    page = q.page()
-    q.done()
+    page = _page(parse_query(PageQuery, request.query))
     items, total = await request.app[HISTORY].session_requests(session_id, page)
     return web.json_response({"session_id": session_id, **_listing("requests", items, total, page)})
 
@@ -144,17 +76,15 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def list_requests(request: web.Request) -> web.Response:
     """List requests, newest first, optionally filtered."""
-    q = _Query(request.query)
-    page = q.page()
-    start, end = q.dates()
+    q = parse_query(RequestQuery, request.query)
+    page = _page(q)
     filters = RequestFilter(
-        session_id=q.text("session_id"),
-        model=q.text("model"),
-        stream=q.boolean("stream"),
-        start=start,
-        end=end,
+        session_id=q.session_id,
+        model=q.model,
+        stream=q.stream,
+        start=q.start_date,
+        end=q.end_date,
     )
-    q.done()
     items, total = await request.app[HISTORY].requests(filters, page)
     return web.json_response(_listing("requests", items, total, page))
 
@@ -173,32 +103,32 @@ async def delete_request(request: web.Request) -> web.Response:
 # -- responses -----------------------------------------------------------------------------
 
 
-def _response_filter(q: _Query) -> ResponseFilter:
-    start, end = q.dates()
+def _response_filter(q: ResponseFilterQuery) -> ResponseFilter:
     return ResponseFilter(
-        session_id=q.text("session_id"),
-        request=q.text("request_id"),
-        provider_id=q.text("provider_id"),
-        start=start,
-        end=end,
+        session_id=q.session_id,
+        request=q.request_id,
+        provider_id=q.provider_id,
+        start=q.start_date,
+        end=q.end_date,
     )
+
+
+def _page(q: PageQuery) -> Page:
+    return Page(q.limit, q.offset)
 
 
 async def list_responses(request: web.Request) -> web.Response:
     """List responses, newest first, optionally filtered."""
-    q = _Query(request.query)
-    page = q.page()
+    q = parse_query(ResponseQuery, request.query)
+    page = _page(q)
     filters = _response_filter(q)
-    q.done()
     items, total = await request.app[HISTORY].responses(filters, page)
     return web.json_response(_listing("responses", items, total, page))
 
 
 async def response_stats(request: web.Request) -> web.Response:
     """Return response totals, by provider and by finish reason."""
-    q = _Query(request.query)
-    filters = _response_filter(q)
-    q.done()
+    filters = _response_filter(parse_query(ResponseFilterQuery, request.query))
     stats = await request.app[HISTORY].response_stats(filters)
     # The prototype's fields at the top level (numbers, never null); "stats" has them all.
     top = {key: stats[key] or 0 for key in RESPONSE_STATS_FIELDS}
@@ -222,9 +152,7 @@ async def delete_response(request: web.Request) -> web.Response:
 
 async def recent_activity(request: web.Request) -> web.Response:
     """Return the newest requests with their outcome."""
-    q = _Query(request.query)
-    limit = q.limit(20)
-    q.done()
+    limit = parse_query(ActivityQuery, request.query).limit
     items, total = await request.app[HISTORY].recent_activity(limit)
     return web.json_response({"activities": items, "total": total, "limit": limit})
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.keys import MODELS
-from apiserver.schemas import ModelIn, model_changes
+from apiserver.schema_types import parse_body, parse_query
+from apiserver.schemas import ModelChanges, ModelIn, ModelQuery
 from apiserver.validation import path_id, read_json
 
 
@@ -15,10 +16,8 @@ def _model_id(request: web.Request) -> str:
 
 async def list_models(request: web.Request) -> web.Response:
     """List models, optionally by capability or linked provider."""
-    q = request.query
-    items = await request.app[MODELS].find(
-        capability=q.get("capability") or None, provider=q.get("provider") or None
-    )
+    query = parse_query(ModelQuery, request.query)
+    items = await request.app[MODELS].find(capability=query.capability, provider=query.provider)
     return web.json_response({"models": items, "total": len(items)})
 
 
@@ -29,14 +28,14 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def create_model(request: web.Request) -> web.Response:
     """Create a model."""
-    body = ModelIn.parse(await read_json(request))
+    body = parse_body(ModelIn, await read_json(request))
     return web.json_response({"model": await request.app[MODELS].create(body)}, status=201)
 
 
 async def update_model(request: web.Request) -> web.Response:
     """Change a model's name, description or capabilities."""
     model_id = _model_id(request)
-    changes = model_changes(await read_json(request))
+    changes = parse_body(ModelChanges, await read_json(request)).changes()
     return web.json_response({"model": await request.app[MODELS].update(model_id, changes)})
 
 

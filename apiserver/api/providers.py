@@ -6,17 +6,20 @@ from aiohttp import web
 
 from apiserver import errors
 from apiserver.keys import PROVIDER_CHECKS, PROVIDERS
+from apiserver.schema_types import parse_body, parse_query
 from apiserver.schemas import (
     CONFIG_KEY,
+    CONFIG_KEY_RULE,
+    ConfigIn,
     ConfigValueIn,
     LinkIn,
+    ProviderChanges,
+    ProviderConfig,
     ProviderIn,
-    config_values,
-    provider_changes,
+    ProviderQuery,
 )
 from apiserver.services.catalog import with_dropped
-from apiserver.validation import path_id, query_bool, read_json
-from qwenstack_core.store.providers import PROVIDER_TYPES
+from apiserver.validation import path_id, read_json
 
 
 def _provider_id(request: web.Request) -> str:
@@ -29,12 +32,8 @@ def _model_id(request: web.Request) -> str:
 
 async def list_providers(request: web.Request) -> web.Response:
     """List providers by priority, optionally filtered by type and enabled."""
-    type_ = request.query.get("type") or None
-    if type_ is not None and type_ not in PROVIDER_TYPES:
-        raise errors.invalid_field("type", f"must be one of {', '.join(PROVIDER_TYPES)}")
-    items = await request.app[PROVIDERS].find(
-        type_=type_, enabled=query_bool(request.query, "enabled")
-    )
+    query = parse_query(ProviderQuery, request.query)
+    items = await request.app[PROVIDERS].find(type_=query.type, enabled=query.enabled)
     return web.json_response({"providers": items, "total": len(items)})
 
 
@@ -45,14 +44,14 @@ async def get_provider(request: web.Request) -> web.Response:
 
 async def create_provider(request: web.Request) -> web.Response:
     """Create a provider."""
-    body = ProviderIn.parse(await read_json(request))
+    body = parse_body(ProviderIn, await read_json(request))
     return web.json_response(await request.app[PROVIDERS].create(body), status=201)
 
 
 async def update_provider(request: web.Request) -> web.Response:
     """Change provider fields."""
     provider_id = _provider_id(request)
-    changes = provider_changes(await read_json(request))
+    changes = parse_body(ProviderChanges, await read_json(request)).changes()
     return web.json_response(await request.app[PROVIDERS].update(provider_id, changes))
 
 
@@ -104,7 +103,7 @@ async def get_config(request: web.Request) -> web.Response:
 async def put_config(request: web.Request) -> web.Response:
     """Upsert configuration keys."""
     provider_id = _provider_id(request)
-    values = config_values(await read_json(request))
+    values = parse_body(ConfigIn, await read_json(request)).config.values()
     result = await request.app[PROVIDERS].put_config(provider_id, values)
     return web.json_response({"provider_id": provider_id, **result})
 
@@ -113,7 +112,10 @@ async def patch_config_key(request: web.Request) -> web.Response:
     """Set one configuration key."""
     provider_id = _provider_id(request)
     key = request.match_info["key"]
-    body = ConfigValueIn.parse(key, await read_json(request))
+    body = parse_body(ConfigValueIn, await read_json(request))
+    if not CONFIG_KEY.match(key):
+        raise errors.invalid_field("key", CONFIG_KEY_RULE)
+    parse_body(ProviderConfig, {key: body.value}, prefix="config")  # the value, by its key
     return web.json_response(await request.app[PROVIDERS].set_config_value(provider_id, key, body))
 
 
@@ -140,7 +142,7 @@ async def list_links(request: web.Request) -> web.Response:
 async def link_model(request: web.Request) -> web.Response:
     """Link a model to a provider."""
     provider_id = _provider_id(request)
-    body = LinkIn.parse(await read_json(request))
+    body = parse_body(LinkIn, await read_json(request))
     return web.json_response(await request.app[PROVIDERS].link(provider_id, body), status=201)
 
 

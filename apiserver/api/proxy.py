@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.keys import PROXY
-from apiserver.validation import query_bool, query_int
+from apiserver.schema_types import parse_query
+from apiserver.schemas import LogsQuery, StartQuery
 
 
 def _child(request: web.Request) -> str:
@@ -19,7 +20,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def start(request: web.Request) -> web.Response:
     """Start both children; ``?wait=false`` answers at once."""
-    wait = query_bool(request.query, "wait")
+    wait = parse_query(StartQuery, request.query).wait
     return web.json_response(await request.app[PROXY].start(wait=wait is not False))
 
 
@@ -51,7 +52,7 @@ async def restart_child(request: web.Request) -> web.Response:
 async def logs(request: web.Request) -> web.Response:
     """Return a child's recent output lines."""
     child = _child(request)
-    lines = query_int(request.query, "lines", 200, 1, 10000)
+    lines = parse_query(LogsQuery, request.query).lines
     return web.json_response({"child": child, "lines": request.app[PROXY].logs(child, lines)})
 
 

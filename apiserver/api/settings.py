@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from apiserver import errors
 from apiserver.keys import SETTINGS_SERVICE
-from apiserver.schemas import bulk_settings, setting_value
+from apiserver.schema_types import parse_body, parse_query
+from apiserver.schemas import BulkSettingsIn, SettingIn, SettingsQuery
 from apiserver.validation import read_json
-from qwenstack_core.store.settings import CATEGORIES
 
 
 async def list_settings(request: web.Request) -> web.Response:
     """Return all settings, or one category."""
-    category = request.query.get("category") or None
-    if category is not None and category not in CATEGORIES:
-        raise errors.invalid_field("category", f"must be one of {', '.join(CATEGORIES)}")
+    category = parse_query(SettingsQuery, request.query).category
     values = await request.app[SETTINGS_SERVICE].all(category)
     return web.json_response({"settings": values, "category": category or "all"})
 
@@ -28,7 +25,7 @@ async def get_setting(request: web.Request) -> web.Response:
 async def put_setting(request: web.Request) -> web.Response:
     """Change one setting."""
     key = request.match_info["key"]
-    value = setting_value(await read_json(request))
+    value = parse_body(SettingIn, await read_json(request)).value
     result = await request.app[SETTINGS_SERVICE].put(key, value)
     return web.json_response({**result, "message": f"Setting '{key}' updated"})
 
@@ -36,7 +33,7 @@ async def put_setting(request: web.Request) -> web.Response:
 async def bulk_update(request: web.Request) -> web.Response:
     """Change several settings, all or nothing."""
     service = request.app[SETTINGS_SERVICE]
-    keys = await service.put_many(bulk_settings(await read_json(request)))
+    keys = await service.put_many(parse_body(BulkSettingsIn, await read_json(request)).settings)
     return web.json_response(
         {
             "updated": keys,

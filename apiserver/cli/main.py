@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a system service in /etc/systemd/system (run as root; data in /var/lib/qwen-proxy)",
     )
+    sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the REST API (JSON)")
     return parser
 
 
@@ -73,6 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=sys.stdout,
             err=sys.stderr,
         )
+    if args.command == "openapi":
+        import json
+
+        from apiserver.openapi import build_document
+
+        document = build_document(token=settings.api_token is not None)
+        print(json.dumps(document, indent=2))  # noqa: T201
+        return 0
     if args.command == "watch":
         from apiserver.cli.watch import watch
 

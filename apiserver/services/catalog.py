@@ -106,7 +106,7 @@ class ProviderService:
                 enabled=new.enabled,
                 priority=new.priority,
                 description=new.description,
-                config=new.config,
+                config=new.config_values(),
             )
             provider["config"] = config_view(provider_rows.config_entries(conn, new.id))
             return provider
