@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.fakes.qwen_upstream import FakeQwen
 from tests.qwen.conftest import ProxyFactory
@@ -97,3 +98,17 @@ async def test_client_hanging_up_cancels_the_upstream_stream(
     assert fake.streams_aborted == 1
     assert fake.streams_finished == 0
     await proxy.wait_for_log("client_disconnected")
+
+
+async def test_client_hanging_up_on_a_non_stream_request_cancels_upstream(
+    proxy: QwenProxyProcess, fake: FakeQwen
+):
+    fake.pause = 0.02  # the whole answer would take ~16 s
+    body = {"model": "qwen3-max", "messages": QUESTION}
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await http.post(proxy.url + "/v1/chat/completions", json=body)
+    async with asyncio.timeout(5):
+        await fake.stream_ended.wait()
+    assert fake.streams_aborted == 1 and fake.streams_finished == 0
