@@ -5,6 +5,7 @@ What these services return is what the API shows: secrets are masked here (apise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from apiserver.events import EventPublisher, iso_now
@@ -236,12 +237,23 @@ class ModelService:
     def __init__(self, store: Store, events: EventPublisher) -> None:
         self._store = store
         self._events = events
+        # The full model list as of the latest committed write, kept by the store thread (in
+        # commit order, see Store.write_then) instead of re-reading every model in every write:
+        # that re-read was most of a write's database time once there are dozens of models.
+        # Only this service writes the models table.
+        self._listing: list[Row] | None = None
 
-    async def _write(self, action: str, model_id: str, fn: Any) -> Any:
-        def work(conn: Connection) -> tuple[Any, list[Row]]:
-            return fn(conn), model_rows.list_models(conn)
+    async def _write(
+        self, action: str, model_id: str, fn: Any, change: Callable[[list[Row], Any], list[Row]]
+    ) -> Any:
+        def then(conn: Connection, result: Any) -> tuple[Any, list[Row]]:
+            listing = self._listing
+            self._listing = (
+                model_rows.list_models(conn) if listing is None else change(listing, result)
+            )
+            return result, self._listing
 
-        result, items = await self._store.write(work)
+        result, items = await self._store.write_then(fn, then)
         self._store.prime(("models", None, None), items)
         self._events.publish("models:updated", models_payload(action, model_id, items))
         return result
@@ -268,14 +280,27 @@ class ModelService:
                 description=new.description,
                 capabilities=new.capabilities,
             ),
+            lambda items, row: sorted([*items, row], key=_model_id),
         )
         return result
 
     async def update(self, model_id: str, changes: Row) -> Row:
         result: Row = await self._write(
-            "updated", model_id, lambda c: model_rows.update_model(c, model_id, changes)
+            "updated",
+            model_id,
+            lambda c: model_rows.update_model(c, model_id, changes),
+            lambda items, row: [row if m["id"] == model_id else m for m in items],
         )
         return result
 
     async def delete(self, model_id: str) -> None:
-        await self._write("deleted", model_id, lambda c: model_rows.delete_model(c, model_id))
+        await self._write(
+            "deleted",
+            model_id,
+            lambda c: model_rows.delete_model(c, model_id),
+            lambda items, _none: [m for m in items if m["id"] != model_id],
+        )
+
+
+def _model_id(model: Row) -> str:
+    return str(model["id"])

@@ -14,6 +14,7 @@ from qwenstack_core.store import schema
 from qwenstack_core.store.worker import DatabaseThread
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 # The connection a repository function receives. Other packages annotate with this name so that
 # sqlite3 itself is imported only inside the store.
@@ -170,6 +171,20 @@ class Store:
         # Shielded: a cancelled caller cannot stop a queued write, so the cache generation is
         # bumped when the write really ends, not when the caller gives up waiting.
         job = asyncio.ensure_future(self._run(lambda: self.write_sync(fn)))
+        job.add_done_callback(self._written)
+        return await asyncio.shield(job)
+
+    async def write_then(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        then: Callable[[sqlite3.Connection, T], U],
+    ) -> U:
+        """Like ``write``, then run ``then(conn, result)`` on the store thread after the commit.
+
+        ``then`` runs in commit order and only for committed writes: the place to keep a
+        derived view (a catalog list) up to date without re-reading it inside every write.
+        """
+        job = asyncio.ensure_future(self._run(lambda: then(self._require(), self.write_sync(fn))))
         job.add_done_callback(self._written)
         return await asyncio.shield(job)
 
