@@ -242,14 +242,16 @@ class Forwarder:
         await out.prepare(request)
         tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
         kept: list[bytes] | None = [] if keep_body else None
+        kept_bytes = 0
         content = resp.content
         chunk = first
         try:
             while chunk:
                 await out.write(chunk)
                 tail.append(chunk)
-                if kept is not None and sum(map(len, kept)) < MAX_LOGGED_BODY:
+                if kept is not None and kept_bytes < MAX_LOGGED_BODY:
                     kept.append(chunk)
+                    kept_bytes += len(chunk)
                 try:
                     chunk = await content.readany()
                 except (aiohttp.ClientError, TimeoutError) as exc:

@@ -49,8 +49,9 @@ class HistoryRecorder:
         pending = self._pending
         pending.append(exchange)
         if len(pending) > MAX_PENDING:
-            del pending[: len(pending) - MAX_PENDING]
-            self.dropped += 1
+            overflow = len(pending) - MAX_PENDING
+            del pending[:overflow]
+            self.dropped += overflow
         if not self._wake.is_set():
             self._wake.set()
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
 
+from qwenstack_core.store import Store
 from tests.router.conftest import RouterFactory, UpstreamFactory, openai_client
 from tests.support.capture import record
-from tests.support.router import add_provider, make_store
+from tests.support.router import add_provider, make_store, put_setting
 
 
 async def test_non_stream_and_stream_with_model_mapping(
@@ -142,3 +144,41 @@ async def test_models_endpoints_and_prefixless_routes(
             body = await resp.json()
             assert resp.status == 404 and body["error"]["code"] == "route_not_found"
             record("router 404", str(body))
+
+
+async def test_response_bodies_are_kept_only_when_asked(
+    db_path: Path, upstreams: UpstreamFactory, router_factory: RouterFactory
+) -> None:
+    fake = await upstreams("alpha")
+    await make_store(
+        db_path,
+        lambda c: (
+            add_provider(c, "alpha", fake.base_url, models={"m": None}),
+            put_setting(c, "logging.logResponses", True),
+        ),
+    )
+    router = await router_factory()
+    client = openai_client(router)
+    await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    async for _ in stream:
+        pass
+    await client.close()
+    await router.stop()  # flushes the history queue
+    store = Store(db_path, migrate=False)
+    await store.open()
+    try:
+        rows = await store.read(
+            lambda c: [
+                (r["body"], r["finish_reason"])
+                for r in c.execute("SELECT body, finish_reason FROM responses ORDER BY id")
+            ]
+        )
+    finally:
+        await store.close()
+    (plain, plain_finish), (streamed, stream_finish) = rows
+    assert json.loads(plain)["choices"][0]["message"]["content"] == "Hello from alpha"
+    assert streamed.startswith("data: {") and streamed.endswith("data: [DONE]\n\n")
+    assert plain_finish == stream_finish == "stop"

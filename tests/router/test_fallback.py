@@ -79,6 +79,29 @@ async def test_falls_back_on(
     await client.close()
 
 
+async def test_falls_back_on_timeout(
+    db_path: Path, upstreams: UpstreamFactory, router_factory: RouterFactory
+) -> None:
+    slow = await upstreams("slow")
+    quick = await upstreams("quick")
+    slow.behaviour.first_delay = 2.0  # longer than its provider's 300 ms timeout
+    await make_store(
+        db_path,
+        lambda c: (
+            add_provider(c, "slow", slow.base_url, priority=9, timeout_ms=300, models={"m": None}),
+            add_provider(c, "quick", quick.base_url, priority=1, models={"m": None}),
+        ),
+    )
+    router = await router_factory()
+    client = openai_client(router)
+    raw = await client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    assert raw.headers["x-provider-id"] == "quick"
+    assert raw.parse().choices[0].message.content == "Hello from quick"
+    await client.close()
+    failed = await router.wait_for_log("upstream_attempt_failed")
+    assert failed["provider_id"] == "slow" and failed["error_class"] == "timeout"
+
+
 async def test_failure_after_first_streamed_byte_is_not_retried(
     db_path: Path, upstreams: UpstreamFactory, router_factory: RouterFactory
 ) -> None:
