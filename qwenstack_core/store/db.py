@@ -170,7 +170,7 @@ class Store:
         """Run ``fn(conn)`` in one transaction on the store thread."""
         # Shielded: a cancelled caller cannot stop a queued write, so the cache generation is
         # bumped when the write really ends, not when the caller gives up waiting.
-        job = asyncio.ensure_future(self._run(lambda: self.write_sync(fn)))
+        job = self._thread.submit(lambda: self.write_sync(fn))
         job.add_done_callback(self._written)
         return await asyncio.shield(job)
 
@@ -184,7 +184,7 @@ class Store:
         ``then`` runs in commit order and only for committed writes: the place to keep a
         derived view (a catalog list) up to date without re-reading it inside every write.
         """
-        job = asyncio.ensure_future(self._run(lambda: then(self._require(), self.write_sync(fn))))
+        job = self._thread.submit(lambda: then(self._require(), self.write_sync(fn)))
         job.add_done_callback(self._written)
         return await asyncio.shield(job)
 
