@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from qwenstack_core.logsetup import get_logger
@@ -31,8 +31,13 @@ RESPONSE_GATE: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars
 
 
 def iso_now() -> str:
-    """Return the current time as an ISO-8601 string (events' ``timestamp``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Return the current time as an ISO-8601 string (events' ``timestamp``), in UTC to the ms.
+
+    Formatted from ``time.time()`` directly: one per write, and cheaper than building an aware
+    datetime and rewriting its offset.
+    """
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
