@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import re
 import time
@@ -23,6 +24,7 @@ from qwenstack_core.logsetup import get_logger
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = get_logger("apiserver.http")
+_HTTP_LOGGER = logging.getLogger("apiserver.http")  # stdlib caches its level checks
 
 PUBLIC_API_PATHS = frozenset({"/api/health", "/api/openapi.json"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -97,13 +99,14 @@ def request_context() -> Middleware:
         ):
             # An error answered (not raised) by aiohttp itself: still the one error shape.
             response = json_error(_from_status(status, response.reason), request_id)
-        level = "warning" if status >= 500 else "info" if status >= 400 else "debug"
-        log.log(
-            _LEVELS[level],
-            "request_finished",
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        level = _LEVELS["warning" if status >= 500 else "info" if status >= 400 else "debug"]
+        if _HTTP_LOGGER.isEnabledFor(level):  # the same check structlog's filter makes, minus
+            log.log(  # building the event dict of a line nobody sees (debug, on every 2xx)
+                level,
+                "request_finished",
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
         return response
 
     return middleware
