@@ -83,16 +83,32 @@ def create_model(
     description: str | None,
     capabilities: list[str],
 ) -> dict[str, Any]:
-    """Insert a model; 409 when the id exists."""
-    if conn.execute("SELECT 1 FROM models WHERE id = ?", (id,)).fetchone():
-        raise Conflict(f"Model '{id}' already exists", code="model_exists")
+    """Insert a model; 409 when the id exists.
+
+    One statement: the primary key refuses a taken id, and the row is returned from the values
+    written. Every statement releases and retakes the GIL on the store thread, which waits for
+    the busy event loop each time, so fewer statements mean faster writes under load.
+    """
     now = now_ms()
-    conn.execute(
-        "INSERT INTO models (id, name, description, capabilities, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (id, name, description, json.dumps(capabilities), now, now),
-    )
-    return get_model(conn, id)
+    text = json.dumps(capabilities)
+    try:
+        conn.execute(
+            "INSERT INTO models (id, name, description, capabilities, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (id, name, description, text, now, now),
+        )
+    except sqlite3.IntegrityError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_PRIMARYKEY":
+            raise Conflict(f"Model '{id}' already exists", code="model_exists") from None
+        raise
+    return {
+        "id": id,
+        "name": name,
+        "description": description,
+        "capabilities": json.loads(text),  # a fresh copy, as a read-back would give
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def update_model(conn: sqlite3.Connection, model_id: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +124,6 @@ def update_model(conn: sqlite3.Connection, model_id: str, fields: dict[str, Any]
 
 
 def delete_model(conn: sqlite3.Connection, model_id: str) -> None:
-    """Delete a model (its links go with it)."""
-    get_model(conn, model_id)
-    conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
+    """Delete a model (its links go with it); 404 when there is none (one statement)."""
+    if conn.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount == 0:
+        raise NotFound(f"Model '{model_id}' not found", code="model_not_found")
