@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 import sys
@@ -10,7 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+from qwenstack_core.envconfig import ConfigError, EnvReader, default_database_path, is_loopback
+
+# ConfigError and is_loopback are part of this module's interface (the CLI and security use them).
+__all__ = ["ConfigError", "Settings", "default_database_path", "help_text", "is_loopback"]
+
 ORPHAN_POLICIES = ("adopt", "stop")
 
 # (name, default shown in --help, description); the one list behind both parsing and --help.
@@ -61,30 +64,6 @@ CHILD_PASSTHROUGH = (
 )
 
 
-class ConfigError(Exception):
-    """Raised with every problem found in the environment at once."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def default_database_path(environ: Mapping[str, str]) -> Path:
-    """Return the XDG data location of the database."""
-    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")) / ".local/share")
-    return Path(base).expanduser() / "qwen-proxy" / "qwen-proxy.db"
-
-
-def is_loopback(host: str) -> bool:
-    """Return True when binding ``host`` only exposes the daemon to this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass(frozen=True, slots=True)
 class ChildTiming:
     """Supervision timings shared by both children (seconds)."""
@@ -130,25 +109,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``environ``; raise ConfigError listing every bad variable."""
-        problems: list[str] = []
-
-        def port(name: str, default: int, lowest: int = 1) -> int:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or not lowest <= int(raw) <= 65535:
-                problems.append(f"{name} must be a port number {lowest}..65535, got {raw!r}")
-                return default
-            return int(raw)
-
-        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-            raw = environ.get(name, "").strip().lower() or default
-            if raw == "warn":
-                raw = "warning"
-            if raw not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-                return default
-            return raw
+        env = EnvReader(environ)
+        problems = env.problems
 
         def command(name: str, module: str) -> tuple[str, ...]:
             raw = environ.get(name, "").strip()
@@ -161,35 +123,22 @@ class Settings:
                 return (sys.executable, "-m", module)
             return argv or (sys.executable, "-m", module)
 
-        def seconds(name: str, default: float) -> float:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = -1.0
-            if not 0 < value <= 3600:
-                problems.append(f"{name} must be a number of seconds in (0, 3600], got {raw!r}")
-                return default
-            return value
-
         crash_limit = environ.get("CHILD_CRASH_LIMIT", "").strip() or "5"
         if not crash_limit.isdigit() or not 1 <= int(crash_limit) <= 1000:
             problems.append(f"CHILD_CRASH_LIMIT must be an integer 1..1000, got {crash_limit!r}")
             crash_limit = "5"
         timing = ChildTiming(
-            start_timeout=seconds("CHILD_START_TIMEOUT", 15.0),
-            stop_timeout=seconds("CHILD_STOP_TIMEOUT", 10.0),
-            backoff_base=seconds("CHILD_BACKOFF_BASE", 0.5),
-            backoff_cap=seconds("CHILD_BACKOFF_CAP", 30.0),
-            stable_uptime=seconds("CHILD_STABLE_UPTIME", 60.0),
+            start_timeout=env.seconds("CHILD_START_TIMEOUT", 15.0),
+            stop_timeout=env.seconds("CHILD_STOP_TIMEOUT", 10.0),
+            backoff_base=env.seconds("CHILD_BACKOFF_BASE", 0.5),
+            backoff_cap=env.seconds("CHILD_BACKOFF_CAP", 30.0),
+            stable_uptime=env.seconds("CHILD_STABLE_UPTIME", 60.0),
             crash_limit=int(crash_limit),
-            liveness_interval=seconds("CHILD_LIVENESS_INTERVAL", 10.0),
+            liveness_interval=env.seconds("CHILD_LIVENESS_INTERVAL", 10.0),
         )
 
-        host = environ.get("API_HOST", "").strip() or "127.0.0.1"
-        token = environ.get("API_TOKEN", "").strip() or None
+        host = env.text("API_HOST") or "127.0.0.1"
+        token = env.text("API_TOKEN")
         if not is_loopback(host) and token is None:
             problems.append(
                 f"API_HOST={host} is not a loopback address: set API_TOKEN to protect the API"
@@ -197,36 +146,29 @@ class Settings:
         if token is not None and len(token) < 8:
             problems.append("API_TOKEN must be at least 8 characters long")
 
-        raw_cors = environ.get("CORS_ORIGIN", "").strip()
-        cors: tuple[str, ...] | None = None
-        if raw_cors:
-            cors = tuple(o.strip().rstrip("/") for o in raw_cors.split(",") if o.strip())
-
         raw_db = environ.get("DATABASE_PATH", "").strip()
         db = Path(raw_db).expanduser() if raw_db else default_database_path(environ)
         if db.exists() and db.is_dir():
             problems.append(f"DATABASE_PATH={db} is a directory, expected a file path")
 
         settings = cls(
-            api_port=port("API_PORT", 3002, lowest=0),  # 0: any free port
+            api_port=env.port("API_PORT", 3002, lowest=0),  # 0: any free port
             api_host=host,
             database_path=db,
-            log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
-            log_format=choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
-            cors_origins=cors,
+            log_level=env.log_level(),
+            log_format=env.log_format(),
+            cors_origins=env.origins("CORS_ORIGIN"),
             api_token=token,
-            allowed_hosts=tuple(
-                h.strip().lower() for h in environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()
-            ),
-            qwen_proxy_port=port("QWEN_PROXY_PORT", 3000),
-            provider_router_port=port("PROVIDER_ROUTER_PORT", 3001),
+            allowed_hosts=env.host_names("ALLOWED_HOSTS"),
+            qwen_proxy_port=env.port("QWEN_PROXY_PORT", 3000, lowest=1),
+            provider_router_port=env.port("PROVIDER_ROUTER_PORT", 3001, lowest=1),
             qwen_proxy_command=command("QWEN_PROXY_COMMAND", "qwen_proxy"),
             provider_router_command=command("PROVIDER_ROUTER_COMMAND", "provider_router"),
-            orphan_policy=choice("ORPHAN_POLICY", "stop", ORPHAN_POLICIES),
-            qwen_api_key=environ.get("QWEN_API_KEY", "").strip() or None,
+            orphan_policy=env.choice("ORPHAN_POLICY", "stop", ORPHAN_POLICIES),
+            qwen_api_key=env.text("QWEN_API_KEY"),
             child_env=tuple((k, environ[k]) for k in CHILD_PASSTHROUGH if environ.get(k)),
             child_timing=timing,
-            notify_socket=environ.get("NOTIFY_SOCKET", "").strip() or None,
+            notify_socket=env.text("NOTIFY_SOCKET"),
             watchdog_interval=_watchdog_interval(environ),
             debug_hooks=environ.get("APISERVER_DEBUG_HOOKS", "").strip() == "1",
         )

@@ -8,8 +8,11 @@ from pathlib import Path
 
 from yarl import URL
 
+from qwenstack_core.envconfig import ConfigError, EnvReader, default_database_path
+
+__all__ = ["ConfigError", "Settings", "default_database_path"]
+
 DEFAULT_BASE_URL = "https://chat.qwen.ai"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("PORT", "3000", "listen port (0: any free port)"),
@@ -24,20 +27,6 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("QWEN_UPSTREAM_TIMEOUT", "300", "seconds an upstream call may take in total"),
     ("QWEN_MAX_BODY_MB", "16", "largest accepted request body in MiB"),
 )
-
-
-class ConfigError(Exception):
-    """Raised with every problem found in the environment at once."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def default_database_path(environ: Mapping[str, str]) -> Path:
-    """Return the XDG data location of the database (the daemon's default too)."""
-    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")) / ".local/share")
-    return Path(base).expanduser() / "qwen-proxy" / "qwen-proxy.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,46 +50,25 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``environ``; raise ConfigError listing every bad variable."""
-        problems: list[str] = []
-
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = low - 1
-            if not low <= value <= high:
-                problems.append(f"{name} must be a number in [{low:g}, {high:g}], got {raw!r}")
-                return default
-            return value
-
-        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-            raw = environ.get(name, "").strip().lower() or default
-            if raw not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-                return default
-            return raw
-
+        env = EnvReader(environ)
         base = URL(environ.get("QWEN_BASE_URL", "").strip().rstrip("/") or DEFAULT_BASE_URL)
         if base.scheme not in ("http", "https") or not base.host:
-            problems.append(f"QWEN_BASE_URL must be an http(s) URL, got {str(base)!r}")
+            env.problems.append(f"QWEN_BASE_URL must be an http(s) URL, got {str(base)!r}")
             base = URL(DEFAULT_BASE_URL)
         raw_db = environ.get("DATABASE_PATH", "").strip()
         settings = cls(
-            port=int(number("PORT", 3000, 0, 65535)),
-            host=environ.get("HOST", "").strip() or "127.0.0.1",
+            port=int(env.number("PORT", 3000, 0, 65535)),
+            host=env.text("HOST") or "127.0.0.1",
             database_path=Path(raw_db).expanduser() if raw_db else default_database_path(environ),
             base_url=base,
-            log_level=choice("LOG_LEVEL", "info", LOG_LEVELS),
-            log_format=choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
-            retry_base=number("QWEN_RETRY_BASE", 0.5, 0.001, 60),
-            retry_cap=number("QWEN_RETRY_CAP", 8.0, 0.001, 600),
-            models_ttl=number("QWEN_MODELS_TTL", 60.0, 0, 86400),
-            upstream_timeout=number("QWEN_UPSTREAM_TIMEOUT", 300.0, 1, 3600),
-            max_body_bytes=int(number("QWEN_MAX_BODY_MB", 16, 0.001, 1024) * 1024 * 1024),
+            log_level=env.log_level(),
+            log_format=env.log_format(),
+            retry_base=env.number("QWEN_RETRY_BASE", 0.5, 0.001, 60),
+            retry_cap=env.number("QWEN_RETRY_CAP", 8.0, 0.001, 600),
+            models_ttl=env.number("QWEN_MODELS_TTL", 60.0, 0, 86400),
+            upstream_timeout=env.number("QWEN_UPSTREAM_TIMEOUT", 300.0, 1, 3600),
+            max_body_bytes=int(env.number("QWEN_MAX_BODY_MB", 16, 0.001, 1024) * 1024 * 1024),
         )
-        if problems:
-            raise ConfigError(problems)
+        if env.problems:
+            raise ConfigError(env.problems)
         return settings
