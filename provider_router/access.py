@@ -7,50 +7,32 @@ says otherwise.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from provider_router.config import RouterSettings, is_loopback
 from provider_router.errors import RouterError, from_http_exception
+from qwenstack_core.access import LOOPBACK_HOSTS, HostOriginPolicy, bearer, token_matches
 from qwenstack_core.logsetup import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = get_logger("provider_router.http")
 
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-EXTENSION_SCHEMES = frozenset(
-    {"chrome-extension", "moz-extension", "safari-web-extension", "ms-browser-extension"}
-)
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID"
 CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
 # The OpenAI API (and its prefix-less aliases) sit behind ROUTER_API_KEY; /health does not.
 KEYED_PREFIXES = ("/v1/", "/chat/", "/models")
 
 
-def _hostname(value: str) -> str | None:
-    value = value.strip().lower()
-    if not value:
-        return None
-    if value.startswith("["):
-        end = value.find("]")
-        return value[1:end] if end > 0 else None
-    return value.partition(":")[0] if value.count(":") <= 1 else value
-
-
 @dataclass(frozen=True, slots=True)
-class AccessPolicy:
+class AccessPolicy(HostOriginPolicy):
     """Host, origin and key checks derived once from the settings."""
 
-    origins: tuple[str, ...] | None
-    check_host: bool
-    allowed_hosts: frozenset[str]
-    api_key: bytes | None
+    api_key: str | None
 
     @classmethod
     def from_settings(cls, settings: RouterSettings) -> AccessPolicy:
@@ -58,32 +40,11 @@ class AccessPolicy:
             origins=settings.cors_origins,
             check_host=is_loopback(settings.host),
             allowed_hosts=LOOPBACK_HOSTS | frozenset(settings.allowed_hosts),
-            api_key=settings.api_key.encode() if settings.api_key else None,
+            api_key=settings.api_key,
         )
-
-    def host_allowed(self, host_header: str | None) -> bool:
-        if not self.check_host:
-            return True
-        return _hostname(host_header or "") in self.allowed_hosts
-
-    def origin_allowed(self, origin: str) -> bool:
-        origin = origin.rstrip("/")
-        if self.origins is not None:
-            return "*" in self.origins or origin in self.origins
-        parts = urlsplit(origin)
-        if parts.scheme in EXTENSION_SCHEMES:
-            return True
-        return parts.scheme in ("http", "https") and (parts.hostname or "") in LOOPBACK_HOSTS
 
     def key_valid(self, authorization: str | None) -> bool:
-        if self.api_key is None:
-            return True
-        if not authorization:
-            return False
-        scheme, _, value = authorization.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), self.api_key
-        )
+        return self.api_key is None or token_matches(bearer(authorization), self.api_key)
 
 
 def guard(policy: AccessPolicy) -> Middleware:
