@@ -49,10 +49,7 @@ class ValidationFailed(InvalidRequest):
 
     def __init__(self, details: list[dict[str, Any]], message: str | None = None) -> None:
         if message is None:
-            first = details[0] if details else {"field": "body", "message": "is invalid"}
-            message = f"Invalid request: {first['field']} {first['message']}"
-            if len(details) > 1:
-                message += f" (and {len(details) - 1} more)"
+            message = store_errors.summarize_details(details)
         super().__init__(message, details=details)
 
 

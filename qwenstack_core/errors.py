@@ -38,13 +38,17 @@ class Invalid(StoreError):
     default_code = "validation_failed"
 
     def __init__(self, details: list[dict[str, Any]], message: str | None = None) -> None:
-        if message is None:
-            first = details[0] if details else {"field": "body", "message": "is invalid"}
-            message = f"Invalid request: {first['field']} {first['message']}"
-            if len(details) > 1:
-                message += f" (and {len(details) - 1} more)"
-        super().__init__(message)
+        super().__init__(summarize_details(details) if message is None else message)
         self.details = details
+
+
+def summarize_details(details: list[dict[str, Any]]) -> str:
+    """Return the one-line message for per-field ``details``: the first problem, and a count."""
+    first = details[0] if details else {"field": "body", "message": "is invalid"}
+    message = f"Invalid request: {first['field']} {first['message']}"
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more)"
+    return message
 
 
 def invalid_field(name: str, message: str) -> Invalid:
