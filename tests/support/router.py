@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import os
-import signal
 import sqlite3
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,10 +11,8 @@ from typing import Any
 from qwenstack_core.store import Store
 from qwenstack_core.store import providers as provider_rows
 from qwenstack_core.store import settings as setting_rows
-from tests.support.capture import record
-from tests.support.daemon import free_port
-
-STARTUP_TIMEOUT_S = 10.0
+from tests.support.logged_process import LoggedProcess
+from tests.support.processes import free_port
 
 
 async def make_store(path: Path, apply: Callable[[sqlite3.Connection], Any] | None = None) -> None:
@@ -86,17 +79,17 @@ def put_setting(conn: sqlite3.Connection, key: str, value: Any) -> None:
     setting_rows.put(conn, key, value)
 
 
-class RouterProcess:
+class RouterProcess(LoggedProcess):
     """One ``python -m provider_router``; output kept and recorded for the secret scan."""
 
+    module = "provider_router"
+    label = "router"
+
     def __init__(self, db_path: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.db_path = db_path
         self.extra_env = env or {}
         self.port = free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.lines: list[str] = []
-        self._readers: list[asyncio.Task[None]] = []
-        self._waiters: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
 
     @property
     def url(self) -> str:
@@ -117,72 +110,5 @@ class RouterProcess:
         return env
 
     async def start(self) -> RouterProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "provider_router", env=self.env(),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._readers = [
-            asyncio.create_task(self._read(self.proc.stdout, "stdout")),
-            asyncio.create_task(self._read(self.proc.stderr, "stderr")),
-        ]
-        started = asyncio.ensure_future(self.wait_for_log("server_started"))
-        exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait(
-            {started, exited}, timeout=STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        exited.cancel()
-        if started not in done:
-            started.cancel()
-            await self.stop()
-            raise RuntimeError("router did not start:\n" + "\n".join(self.lines[-30:]))
+        await self.spawn()
         return self
-
-    async def _read(self, stream: asyncio.StreamReader, name: str) -> None:
-        while line := await stream.readline():
-            text = line.decode(errors="replace").rstrip("\n")
-            self.lines.append(text)
-            record(f"router {name}", text)
-            with contextlib.suppress(ValueError):
-                entry = json.loads(text)
-                if isinstance(entry, dict):
-                    for event, fut in list(self._waiters):
-                        if entry.get("event") == event and not fut.done():
-                            fut.set_result(entry)
-                            self._waiters.remove((event, fut))
-
-    def logs(self, event: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for text in self.lines:
-            with contextlib.suppress(ValueError):
-                entry = json.loads(text)
-                if isinstance(entry, dict) and (event is None or entry.get("event") == event):
-                    out.append(entry)
-        return out
-
-    async def wait_for_log(self, event: str, timeout: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:
-        past = self.logs(event)
-        if past:
-            return past[-1]
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters.append((event, fut))
-        async with asyncio.timeout(timeout):
-            return await fut
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        for task in self._readers:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(2):
-                    await task
-        assert self.proc.returncode is not None
-        return self.proc.returncode
