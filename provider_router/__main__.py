@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 
 from aiohttp import web
@@ -13,16 +12,14 @@ from provider_router.app import create_app
 from provider_router.config import ConfigError, RouterSettings
 from qwenstack_core import logsetup
 from qwenstack_core.notify import notify_ready
+from qwenstack_core.serving import bound_port, stop_on_signals
 from qwenstack_core.store.schema import SchemaMismatch
 
 
 async def serve(settings: RouterSettings) -> None:
     """Listen, report readiness, and wait for a stop signal."""
     log = logsetup.get_logger("provider_router")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     runner = web.AppRunner(
         create_app(settings),
         access_log=None,  # one line per request would cost more than the routing itself
@@ -34,7 +31,7 @@ async def serve(settings: RouterSettings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
-        port = _bound_port(runner, settings.port)
+        port = bound_port(runner.addresses) or settings.port
         notify_ready()
         log.info("server_started", host=settings.host, port=port, pid=os.getpid())
         await stop.wait()
@@ -42,14 +39,6 @@ async def serve(settings: RouterSettings) -> None:
     finally:
         await runner.cleanup()
     log.info("server_stopped")
-
-
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    """Return the port actually bound (differs from ``configured`` only for port 0)."""
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured
 
 
 def main() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 
 from aiohttp import web
@@ -13,16 +12,14 @@ from qwen_proxy.app import create_app
 from qwen_proxy.config import ConfigError, Settings
 from qwenstack_core.logsetup import configure, get_logger
 from qwenstack_core.notify import notify_ready
+from qwenstack_core.serving import bound_port, stop_on_signals
 
 log = get_logger("qwen_proxy")
 
 
 async def serve(settings: Settings) -> None:
     """Listen, tell the supervisor we are ready, and run until a stop signal."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     runner = web.AppRunner(
         create_app(settings),
         access_log=None,
@@ -34,7 +31,7 @@ async def serve(settings: Settings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
-        port = _bound_port(runner) or settings.port
+        port = bound_port(runner.addresses) or settings.port
         log.info(
             "server_started",
             host=settings.host,
@@ -49,13 +46,6 @@ async def serve(settings: Settings) -> None:
     finally:
         await runner.cleanup()
         log.info("server_stopped")
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None
 
 
 def main() -> int:

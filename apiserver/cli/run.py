@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 
 from aiohttp import web
@@ -16,6 +15,7 @@ from apiserver.http_server import JsonErrorAppRunner
 from apiserver.instance import DatabaseInUse, exclusive_database
 from apiserver.systemd_notify import ServiceNotifier, child_summary
 from qwenstack_core.logsetup import get_logger
+from qwenstack_core.serving import bound_port, stop_on_signals
 
 SHUTDOWN_TIMEOUT_S = 5.0
 SWITCH_INTERVAL_S = 0.0005
@@ -41,11 +41,8 @@ async def serve(settings: Settings) -> None:
     # interval before the event loop gets it back: 5 ms by default, which would delay an event
     # (a child's crash) by as much. 0.5 ms keeps the loop's latency below the figures it serves.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     # Installed first: a SIGTERM while the children are being restored still shuts down cleanly.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     with exclusive_database(settings.database_path):
         app = create_app(settings)
         # This process spawns nothing but the children, so it may adopt and reap whatever
@@ -58,7 +55,7 @@ async def serve(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
         try:
             await site.start()
-            port = _bound_port(runner) or settings.api_port
+            port = bound_port(runner.addresses) or settings.api_port
             log.info(
                 "server_started",
                 host=settings.api_host,
@@ -76,10 +73,3 @@ async def serve(settings: Settings) -> None:
             await notifier.stopping()
             await runner.cleanup()
             log.info("server_stopped")
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None
