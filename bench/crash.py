@@ -38,7 +38,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -49,23 +48,13 @@ from typing import Any
 import aiohttp
 import psutil
 import socketio
+from figures import free_port, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = ROOT / "tests" / "fakes"
 NOTIFYING = FAKES / "notify_ready.py"
 POLLED = FAKES / "ready_then_wait.py"
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def row(name: str, values_s: list[float], target: str) -> str:

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from figures import free_port, pct
 
 # -- the worker: many raw Socket.IO websocket clients in one process ---------------------------
 
@@ -231,17 +231,6 @@ class Worker:
         if not line:
             raise RuntimeError("client worker exited")
         return json.loads(line)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def wait_healthy(http: aiohttp.ClientSession, url: str, timeout: float = 15.0) -> None:

@@ -35,6 +35,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import free_port, pct  # noqa: E402
+
 from qwenstack_core.store import Store  # noqa: E402
 from qwenstack_core.store import credentials as credential_rows  # noqa: E402
 
@@ -47,19 +49,6 @@ TARGETS = {
     "rss_mib": 50.0,
     "start_to_health_s": 0.5,
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def verdict(value: float, target: float) -> str:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from figures import cpu_of, free_port, pct
 
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import providers as provider_rows
@@ -33,22 +33,6 @@ from qwenstack_core.store import providers as provider_rows
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fakes" / "openai_upstream.py"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def cpu_of(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system
 
 
 async def start_fake(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
