@@ -6,21 +6,22 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from apiserver import dashboard, keys, middleware, realtime
+from apiserver import dashboard, keys, middleware
 from apiserver.api import (
     credentials,
     debug,
     docs,
+    event_stats,
     health,
     history,
     models,
     providers,
     proxy,
 )
-from apiserver.api import events as events_api
 from apiserver.api import settings as settings_api
 from apiserver.config import Settings
-from apiserver.events import EventPublisher
+from apiserver.realtime import mount as realtime
+from apiserver.realtime.publisher import EventPublisher
 from apiserver.security import AccessPolicy
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
@@ -93,7 +94,7 @@ def create_app(
         router_state=app[keys.PROXY].router_state,
     )
     app[keys.LIVE_FEEDS] = LiveFeeds(store, app[keys.HISTORY], app[keys.STATUS], events)
-    app[keys.REALTIME] = realtime.create_hub(events, app[keys.STATUS], policy)
+    app[keys.REALTIME] = realtime.create_hub(events, app[keys.STATUS], policy, settings.realtime)
     realtime.setup(app, app[keys.REALTIME])
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_events_ctx)
@@ -108,7 +109,7 @@ def create_app(
         providers,
         models,
         settings_api,
-        events_api,
+        event_stats,
         history,
         docs,
     ):

@@ -44,6 +44,15 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("CHILD_STABLE_UPTIME", "60", "seconds of running after which the crash count resets"),
     ("CHILD_CRASH_LIMIT", "5", "crashes within 120 s after which a child is 'failed'"),
     ("CHILD_LIVENESS_INTERVAL", "10", "seconds between health probes of a running child"),
+    ("SOCKETIO_PING_INTERVAL", "25", "seconds between Engine.IO pings to each Socket.IO client"),
+    ("SOCKETIO_PING_TIMEOUT", "20", "seconds a client may take to answer a ping"),
+    (
+        "SOCKETIO_FAST_PATH",
+        "on",
+        "on: direct websocket writes (tested library versions only) | off: AsyncServer.emit",
+    ),
+    ("SOCKETIO_CLIENT_BACKLOG_MB", "8", "MiB of unsent events after which a client is dropped"),
+    ("SOCKETIO_TOTAL_BACKLOG_MB", "64", "MiB of unsent events (all clients) before the worst goes"),
 )
 
 # Daemon variables passed on to the children when set (they configure the children, not us).
@@ -78,6 +87,17 @@ class ChildTiming:
 
 
 @dataclass(frozen=True, slots=True)
+class RealtimeSettings:
+    """Socket.IO: Engine.IO timers (seconds), delivery mode and backlog caps (bytes)."""
+
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    fast_path: bool = True
+    client_backlog: int = 8 * 1024 * 1024
+    total_backlog: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Validated daemon configuration."""
 
@@ -105,6 +125,7 @@ class Settings:
     watchdog_interval: float | None = None
     # Test hooks (APISERVER_DEBUG_HOOKS=1): routes under /api/debug/ that no user needs.
     debug_hooks: bool = False
+    realtime: RealtimeSettings = field(default_factory=lambda: RealtimeSettings())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -135,6 +156,18 @@ class Settings:
             stable_uptime=env.seconds("CHILD_STABLE_UPTIME", 60.0),
             crash_limit=int(crash_limit),
             liveness_interval=env.seconds("CHILD_LIVENESS_INTERVAL", 10.0),
+        )
+
+        def mebibytes(name: str, default: int) -> int:
+            # Whole MiB, as bytes (the variables are documented in MiB).
+            return int(env.number(name, default, 1, 65536)) * 1024 * 1024
+
+        realtime = RealtimeSettings(
+            ping_interval=env.seconds("SOCKETIO_PING_INTERVAL", 25.0),
+            ping_timeout=env.seconds("SOCKETIO_PING_TIMEOUT", 20.0),
+            fast_path=env.choice("SOCKETIO_FAST_PATH", "on", ("on", "off")) == "on",
+            client_backlog=mebibytes("SOCKETIO_CLIENT_BACKLOG_MB", 8),
+            total_backlog=mebibytes("SOCKETIO_TOTAL_BACKLOG_MB", 64),
         )
 
         host = env.text("API_HOST") or "127.0.0.1"
@@ -171,6 +204,7 @@ class Settings:
             notify_socket=env.text("NOTIFY_SOCKET"),
             watchdog_interval=_watchdog_interval(environ),
             debug_hooks=environ.get("APISERVER_DEBUG_HOOKS", "").strip() == "1",
+            realtime=realtime,
         )
         if problems:
             raise ConfigError(problems)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.config import Settings
-from apiserver.events import EventPublisher
-from apiserver.realtime import Hub
+from apiserver.realtime.hub import Hub
+from apiserver.realtime.publisher import EventPublisher
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
 from apiserver.services.history import HistoryService

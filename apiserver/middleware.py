@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from apiserver import errors
-from apiserver.events import response_gate
+from apiserver.realtime.publisher import response_gate
 from apiserver.security import AccessPolicy, bearer, same_origin
 from apiserver.validation import check_body_headers
 from qwenstack_core.errors import StoreError
@@ -172,16 +172,37 @@ def access_control(policy: AccessPolicy) -> Middleware:
 
 @web.middleware
 async def events_after_response(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Send a write's response before the events it published are released."""
+    """Hand a write's response to the transport before the events it published are released.
+
+    Only the hand-off is awaited, not the client reading the response: a client that does not
+    read an 11 MB answer must not hold up the events of every other write.
+    """
     if request.method not in WRITE_METHODS or not request.path.startswith("/api/"):
         return await handler(request)
-    with response_gate(asyncio.get_running_loop()):
+    with response_gate(asyncio.get_running_loop()) as gate:
         response = await handler(request)
         if not response.prepared:
-            try:
-                await response.prepare(request)
-                await response.write_eof()
-            except ConnectionResetError:
-                # The write is committed and its events go out; only this answer is lost.
-                log.info("client_disconnected_before_response", status=response.status)
+            sending = asyncio.ensure_future(_send(request, response))
+            await _handed_off(request, sending)
+            if not gate.done():
+                gate.set_result(None)  # the response is in the transport: events may go
+            await sending
         return response
+
+
+async def _send(request: web.Request, response: web.StreamResponse) -> None:
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The write is committed and its events go out; only this answer is lost.
+        log.info("client_disconnected_before_response", status=response.status)
+
+
+async def _handed_off(request: web.Request, sending: asyncio.Future[None]) -> None:
+    """Return once the response's bytes are in the transport (sent, or waiting to drain)."""
+    transport = request.transport
+    for _ in range(100):  # a few loop turns; body compression may take some
+        await asyncio.sleep(0)
+        if sending.done() or transport is None or transport.get_write_buffer_size() > 0:
+            return

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from apiserver.events import Event
+from apiserver.realtime.publisher import Event
 from qwenstack_core import notify
 from qwenstack_core.logsetup import get_logger
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver import __version__
-from apiserver.events import iso_now
 from apiserver.keys import STORE
+from apiserver.realtime.publisher import iso_now
 
 
 async def health(request: web.Request) -> web.Response:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from apiserver.events import EventPublisher, iso_now
 from apiserver.masking import config_entry_view, config_view, link_view
+from apiserver.realtime.publisher import EventPublisher, iso_now
 from apiserver.schemas import ConfigValueIn, LinkIn, ModelIn, ProviderIn
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows

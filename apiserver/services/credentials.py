@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from apiserver.events import EventPublisher, iso_now
+from apiserver.realtime.publisher import EventPublisher, iso_now
 from apiserver.schemas import CredentialsIn
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import credentials as rows

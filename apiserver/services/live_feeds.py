@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apiserver.events import EventPublisher, iso_now
+from apiserver.realtime.publisher import EventPublisher, iso_now
 from apiserver.services.history import HistoryService
 from apiserver.services.status import CHILD_KEYS, StatusService
 from qwenstack_core.logsetup import get_logger

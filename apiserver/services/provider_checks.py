@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from apiserver.events import iso_now
+from apiserver.realtime.publisher import iso_now
 from apiserver.services.catalog import ProviderService
 from qwenstack_core import provider_urls
 from qwenstack_core.logsetup import get_logger

@@ -15,7 +15,7 @@ from typing import Any
 
 from apiserver.config import Settings
 from apiserver.errors import NotFound
-from apiserver.events import EventPublisher
+from apiserver.realtime.publisher import EventPublisher
 from apiserver.services.recovery import DESIRED_KEY, Recovery
 from apiserver.services.status import StatusService
 from qwenstack_core.logsetup import get_logger

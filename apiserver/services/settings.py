@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver.events import EventPublisher
+from apiserver.realtime.publisher import EventPublisher
 from apiserver.services.catalog import settings_payload
 from qwenstack_core.errors import Invalid
 from qwenstack_core.store import Connection, Store

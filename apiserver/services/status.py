@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from apiserver.events import EventPublisher, iso_now
+from apiserver.realtime.publisher import EventPublisher, iso_now
 from apiserver.services.catalog import ModelService, ProviderService
 from apiserver.services.credentials import CredentialService
 from apiserver.services.settings import SettingsService

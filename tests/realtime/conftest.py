@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import DaemonFactory
 from tests.realtime.clients import JS_DIR, EventClient, make_client
 from tests.support.daemon import Daemon
 
@@ -17,6 +20,35 @@ KINDS = ("python", "node")
 TRANSPORTS = ("websocket", "polling")
 # Every client kind over every transport.
 CLIENT_MATRIX = [pytest.param(k, t, id=f"{k}-{t}") for k in KINDS for t in TRANSPORTS]
+
+
+# Short Engine.IO timers, so tests outlive several ping intervals quickly.
+PING_INTERVAL_S = 1.0
+PING_TIMEOUT_S = 5.0
+
+
+def realtime_env() -> dict[str, str]:
+    """Return the daemon settings of the realtime tests (``SOCKETIO_FAST_PATH`` passes through).
+
+    scripts/test runs this folder a second time with ``SOCKETIO_FAST_PATH=off``.
+    """
+    return {
+        "SOCKETIO_PING_INTERVAL": str(PING_INTERVAL_S),
+        "SOCKETIO_PING_TIMEOUT": str(PING_TIMEOUT_S),
+        "SOCKETIO_FAST_PATH": os.environ.get("SOCKETIO_FAST_PATH", "on"),
+    }
+
+
+@pytest.fixture
+async def daemon_factory(
+    daemon_factory: DaemonFactory,
+) -> DaemonFactory:
+    """The shared daemon factory, with the realtime tests' Socket.IO settings as defaults."""
+
+    async def factory(env: dict[str, str] | None = None, db_path: Path | None = None) -> Daemon:
+        return await daemon_factory({**realtime_env(), **(env or {})}, db_path)
+
+    return factory
 
 
 @pytest.fixture(scope="session")

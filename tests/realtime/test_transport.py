@@ -1,4 +1,4 @@
-"""Unit tests of the fan-out plumbing: frames, ordering of direct writes, slow clients, logs."""
+"""Unit tests of the fan-out plumbing: frames, ordering, backlog caps, poll sizes, log scrubbing."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from typing import Any
 import pytest
 from engineio import packet as eio_packet
 
-from apiserver.realtime_transport import (
-    MAX_BUFFERED_BYTES,
+from apiserver.realtime.server import LibraryLogScrubber
+from apiserver.realtime.transport import (
+    HIGH_WATER,
+    MAX_POLL_PACKETS,
+    Backlog,
+    BoundedQueue,
     DirectQueue,
     DirectWebSocket,
     FramedPacket,
-    PacketDataFilter,
+    Limits,
     ws_frame,
 )
 
@@ -70,18 +74,18 @@ class FakeSocket:
 
     sid = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: Backlog | None = None) -> None:
         self.upgraded = True
         self.upgrading = False
         self.closed = False
-        self.queue = DirectQueue()
+        self.queue = DirectQueue(backlog)
 
     async def _websocket_handler(self, ws: Any) -> None:  # the bound handler Engine.IO passes
         raise NotImplementedError
 
 
-def direct_ws(transport: FakeTransport) -> tuple[FakeSocket, DirectWebSocket]:
-    socket = FakeSocket()
+def direct_ws(transport: FakeTransport, backlog: Backlog | None = None) -> tuple[FakeSocket, Any]:
+    socket = FakeSocket(backlog)
     ws = DirectWebSocket(socket._websocket_handler, server=None)
     ws._transport = transport  # type: ignore[assignment]
     socket.queue.ws = ws
@@ -92,8 +96,8 @@ def texts(transport: FakeTransport) -> list[str]:
     return [parse_frame(f)[1].decode() for f in transport.written]
 
 
-def msg(text: str) -> Any:
-    return eio_packet.Packet(eio_packet.MESSAGE, data=text)
+def event(text: str) -> FramedPacket:
+    return FramedPacket(text)
 
 
 async def test_direct_writes_never_overtake_queued_packets() -> None:
@@ -101,25 +105,25 @@ async def test_direct_writes_never_overtake_queued_packets() -> None:
     socket, ws = direct_ws(transport)
     queue = socket.queue
 
-    queue.put_nowait(msg("a"))  # idle websocket: written at once
+    queue.put_nowait(event("a"))  # idle websocket: written at once
     assert texts(transport) == ["4a"] and queue.empty()
 
     socket.upgrading = True  # e.g. during an upgrade nothing is written directly
-    queue.put_nowait(msg("b"))
+    queue.put_nowait(event("b"))
     socket.upgrading = False
-    queue.put_nowait(msg("c"))  # "b" is waiting: "c" must queue behind it
+    queue.put_nowait(event("c"))  # "b" is waiting: "c" must queue behind it
     assert texts(transport) == ["4a"] and queue.qsize() == 2
 
     # Engine.IO's writer takes both, then writes them one by one.
-    taken = [queue.get_nowait(), queue.get_nowait()]
+    taken = [await queue.get(), queue.get_nowait()]
     assert queue.taken == 2
-    queue.put_nowait(msg("d"))  # taken but unwritten packets: still queue behind them
+    queue.put_nowait(event("d"))  # taken but unwritten packets: still queue behind them
     assert queue.qsize() == 1
     for pkt in taken:
         await ws.send(pkt.encode())
     assert queue.taken == 0
-    await ws.send(queue.get_nowait().encode())
-    queue.put_nowait(msg("e"))  # idle again: direct
+    await ws.send((await queue.get()).encode())
+    queue.put_nowait(event("e"))  # idle again: direct
     assert texts(transport) == ["4a", "4b", "4c", "4d", "4e"]
     assert queue.taken == 0 and queue.empty()
 
@@ -127,35 +131,121 @@ async def test_direct_writes_never_overtake_queued_packets() -> None:
     assert queue.get_nowait() is None and queue.taken == 0
 
 
+async def test_pings_always_go_through_the_writer() -> None:
+    # Engine.IO's writer must see every control packet, or its timers close the connection.
+    transport = FakeTransport()
+    socket, _ = direct_ws(transport)
+    socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+    assert transport.written == [] and socket.queue.qsize() == 1
+
+
+async def test_a_full_transport_gets_no_direct_writes() -> None:
+    transport = FakeTransport(buffered=HIGH_WATER)
+    socket, _ = direct_ws(transport)
+    socket.queue.put_nowait(event("x"))
+    assert transport.written == [] and socket.queue.qsize() == 1
+
+
 async def test_polling_packets_are_not_counted_as_taken() -> None:
     socket, _ = direct_ws(FakeTransport())
     socket.upgraded = False  # still polling: the HTTP long-poll takes packets
-    socket.queue.put_nowait(msg("x"))
-    assert socket.queue.get_nowait().data == "x"
+    socket.queue.put_nowait(event("x"))
+    assert (await socket.queue.get()).data == "x"
     assert socket.queue.taken == 0
 
 
-async def test_a_client_that_does_not_read_is_disconnected() -> None:
-    transport = FakeTransport(buffered=MAX_BUFFERED_BYTES + 1)
-    socket, _ = direct_ws(transport)
-    socket.queue.put_nowait(FramedPacket("2[]"))
-    assert transport.aborted and transport.written == []
-    socket.queue.put_nowait(FramedPacket("2[]"))  # closing: left to Engine.IO's cleanup
-    assert transport.written == []
+async def test_a_poll_takes_at_most_sixteen_packets() -> None:
+    queue = BoundedQueue()
+    for i in range(40):
+        queue.put_nowait(event(str(i)))
+    sizes = []
+    while not queue.empty():
+        batch = [await queue.get()]
+        while True:
+            try:
+                batch.append(queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        sizes.append(len(batch))
+    assert sizes == [MAX_POLL_PACKETS, MAX_POLL_PACKETS, 40 - 2 * MAX_POLL_PACKETS]
 
 
-def test_packet_contents_are_not_logged() -> None:
+async def test_a_client_over_its_cap_is_dropped_and_its_queue_emptied() -> None:
+    dropped: list[tuple[BoundedQueue, str]] = []
+    backlog = Backlog(
+        Limits(client_bytes=10_000, total_bytes=10**9), lambda q, why: dropped.append((q, why))
+    )
+    slow, fine = BoundedQueue(backlog), BoundedQueue(backlog)
+    pkt = event("x" * 3000)
+    for _ in range(3):
+        slow.put_nowait(pkt)
+        fine.put_nowait(pkt)
+    assert backlog.total == pkt.size  # one shared packet counts once
+    await fine.get()
+    slow.put_nowait(pkt)  # the fourth: over 10 000 bytes
+    assert [q for q, _ in dropped] == [slow]
+    assert "too slow" in dropped[0][1]
+    assert slow.pending == 0 and slow.get_nowait() is None  # emptied, writer/poll woken
+    slow.put_nowait(pkt)  # nothing more for a dropped client
+    assert slow.empty()
+    fine.forget()
+    assert backlog.total == 0
+
+
+async def test_the_biggest_backlog_goes_when_all_clients_hold_too_much() -> None:
+    dropped: list[BoundedQueue] = []
+    backlog = Backlog(
+        Limits(client_bytes=10**9, total_bytes=10_000), lambda q, _: dropped.append(q)
+    )
+    big, small = BoundedQueue(backlog), BoundedQueue(backlog)
+    for i in range(3):
+        big.put_nowait(event(f"{i}" * 3000))
+    small.put_nowait(event("y" * 2000))  # over the total: the biggest backlog is dropped
+    assert dropped == [big]
+    assert backlog.total == small.pending
+
+
+async def test_a_websocket_transport_buffer_counts_in_the_backlog() -> None:
+    dropped: list[BoundedQueue] = []
+    backlog = Backlog(
+        Limits(client_bytes=100_000, total_bytes=10**9), lambda q, _: dropped.append(q)
+    )
+    transport = FakeTransport()
+    socket, ws = direct_ws(transport, backlog)
+    socket.queue.put_nowait(event("a"))
+    transport.buffered = 200_000  # the client stopped reading
+    ws.write_frame(event("b").frame)
+    assert dropped == [socket.queue]
+
+
+def test_library_log_records_carry_no_packet_data() -> None:
     record = logging.LogRecord(
-        "engineio", logging.INFO, __file__, 1, "%s: Received packet %s data %s",
-        ("sid", "MESSAGE", '0{"token":"s3cr3t-in-log"}'), None,
-    )  # fmt: skip
-    assert PacketDataFilter().filter(record)
+        "engineio",
+        logging.INFO,
+        __file__,
+        1,
+        "%s: Received packet %s data %s",
+        ("sid", "MESSAGE", '0{"token":"s3cr3t-in-log"}'),
+        None,
+    )
+    assert LibraryLogScrubber().filter(record)
     assert "s3cr3t" not in record.getMessage()
-    assert record.getMessage() == "sid: Received packet MESSAGE data <26 bytes>"
+    assert record.getMessage() == "<str 3>: Received packet <str 7> data <str 26>"
+
+
+def test_library_exceptions_are_reduced_to_their_type() -> None:
+    try:
+        raise ValueError("bad token s3cr3t-in-exception")
+    except ValueError as exc:
+        record = logging.LogRecord(
+            "socketio", logging.ERROR, __file__, 1, "handler error", (), (ValueError, exc, None)
+        )
+    assert LibraryLogScrubber().filter(record)
+    assert record.exc_info is None and record.getMessage() == "handler error (ValueError)"
 
 
 async def test_queue_still_works_as_a_queue() -> None:
     queue = DirectQueue()  # no websocket attached: a plain asyncio.Queue
-    queue.put_nowait(msg("p"))
+    queue.put_nowait(event("p"))
     got = await asyncio.wait_for(queue.get(), 1)
     assert got.data == "p" and queue.taken == 0

@@ -1,41 +1,36 @@
-"""Live events over Socket.IO: the hub that fans events out, and the namespace clients talk to.
+"""The hub: which clients are connected, what they want, and the delivery of events to them.
 
-The ``EventPublisher`` hands every event, in ``seq`` order and after the HTTP response of the
-write that published it, to ``Hub.deliver``. The hub encodes the event once and puts the same
-packet on every interested client's Engine.IO queue without awaiting anything, so an event
-reaches all clients before the next one is looked at, and a client's own messages (the snapshot
-on connect, ``sync`` answers) are ordered with the broadcasts around them. Idle websocket
-clients get the packet written straight to their transport (see ``realtime_transport``).
+The ``EventPublisher`` hands every event, in ``seq`` order, to ``Hub.deliver``. Two ways out:
+
+- **fast** (the default when the installed python-engineio is the tested one): the event is
+  encoded once and the same packet is put on every interested client's queue synchronously;
+  idle websocket clients get it written straight to their transport (``transport``);
+- **supported**: one ``AsyncServer.emit`` per event to the room of its topic (every client is in
+  the rooms of the events it wants), awaited in order by the publisher's one task.
 
 Clients are greeted with ``proxy:status`` after every connect. A client only starts receiving
 broadcasts once its greeting went out; events delivered while the greeting was being built are
-replayed right after it, so no client misses or reorders an event around its connect.
+replayed right after it, under the same lock as deliveries, so no client misses or reorders an
+event around its connect.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import socketio
-from aiohttp import web
 from socketio import packet as sio_packet
 
-from apiserver.events import Event, EventPublisher
-from apiserver.realtime_transport import (
-    PACKET_DATA_FILTER,
-    DirectQueue,
-    FramedPacket,
-    SocketServer,
-)
-from apiserver.security import AccessPolicy, bearer, same_origin
+from apiserver.realtime.publisher import Event, EventPublisher
+from apiserver.realtime.server import SocketServer
+from apiserver.realtime.transport import DirectQueue, FramedPacket
 from apiserver.services.live_feeds import LIVE_EVENTS
-from apiserver.services.status import StatusService
 from qwenstack_core.logsetup import get_logger
+
+if TYPE_CHECKING:  # only a type here; importing it would be circular
+    from apiserver.services.status import StatusService
 
 log = get_logger("apiserver.realtime")
 
@@ -45,11 +40,11 @@ SEED_EVENTS = ("proxy:status", "credentials:updated", "providers:updated", "mode
 DEFAULT_EVENTS = frozenset((*SEED_EVENTS, "settings:updated"))
 # Names a client may subscribe to; ``proxy:log`` and the live feeds only go to subscribers.
 KNOWN_EVENTS = frozenset((*DEFAULT_EVENTS, "proxy:log", *LIVE_EVENTS))
-STATIC_DIR = Path(__file__).parent / "static"
-TOKEN_REFUSAL = (
-    "Missing or invalid API token: connect with auth: {token: '<API_TOKEN>'} "
-    "or an 'Authorization: Bearer <API_TOKEN>' header"
-)
+
+
+def topic_room(name: str) -> str:
+    """Return the room of the clients that receive events named ``name`` (supported mode)."""
+    return f"topic:{name}"
 
 
 @dataclass(slots=True)
@@ -82,14 +77,15 @@ def encode_event(name: str, payload: Mapping[str, Any]) -> FramedPacket:
 class Hub:
     """Own the connected clients and deliver events to them, in order."""
 
-    def __init__(
-        self, sio: socketio.AsyncServer, events: EventPublisher, status: StatusService
-    ) -> None:
+    def __init__(self, sio: SocketServer, events: EventPublisher, status: StatusService) -> None:
         self._sio = sio
         self._events = events
         self._status = status
+        self.fast = sio.engine.fast
         self._clients: dict[str, Client] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Held by each delivery and by the last step of a greeting (supported mode awaits).
+        self._lock = asyncio.Lock()
         self.delivered = 0  # seq of the last broadcast event handed to the clients
         self.emitted: dict[str, int] = {}
 
@@ -112,22 +108,37 @@ class Hub:
 
     def transport(self, client: Client) -> str:
         """Return the client's current transport: websocket or polling."""
-        socket = self._sio.eio.sockets.get(client.eio_sid)
-        return "websocket" if socket is not None and socket.upgraded else "polling"
+        return str(self._sio.transport(client.sid, NAMESPACE))
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _send(self, client: Client, pkt: FramedPacket) -> None:
+    async def _send_one(self, client: Client, name: str, payload: Mapping[str, Any]) -> None:
+        """Send one event to one client, behind everything sent to it before."""
+        if self.fast:
+            self._put(client, encode_event(name, payload))
+        else:
+            await self._sio.emit(name, payload, to=client.sid, namespace=NAMESPACE)
+
+    def _put(self, client: Client, pkt: FramedPacket) -> None:
         socket = self._sio.eio.sockets.get(client.eio_sid)
         if socket is None or socket.closed or socket.closing:
             return
-        socket.queue.put_nowait(pkt)  # never blocks: the queue is unbounded
+        socket.queue.put_nowait(pkt)  # never blocks; BoundedQueue enforces the caps
 
     async def deliver(self, event: Event) -> None:
         """Send a published event to every interested, greeted client (the publisher's sink)."""
-        self.broadcast(event)
+        async with self._lock:
+            if self.fast:
+                self._broadcast_now(event)
+            else:
+                await self._sio.emit(
+                    event.name, event.payload, to=topic_room(event.name), namespace=NAMESPACE
+                )
+            if not event.subscribers_only:
+                self.delivered = event.seq
+            self.emitted[event.name] = self.emitted.get(event.name, 0) + 1
 
-    def broadcast(self, event: Event) -> None:
+    def _broadcast_now(self, event: Event) -> None:
         """Encode ``event`` once and hand it to every client, synchronously and in order."""
         name, only = event.name, event.subscribers_only
         pkt: FramedPacket | None = None  # encoded on first use: no clients, no encoding
@@ -136,12 +147,9 @@ class Hub:
                 if pkt is None:
                     pkt = encode_event(name, event.payload)
                 try:
-                    self._send(client, pkt)
+                    self._put(client, pkt)
                 except Exception:
                     log.exception("socketio_send_failed", sid=client.sid, event_name=name)
-        if not only:
-            self.delivered = event.seq
-        self.emitted[name] = self.emitted.get(name, 0) + 1
 
     def _delivered_since(self, seq: int) -> list[Event] | None:
         """Return the delivered events after ``seq``, or None when some are no longer kept."""
@@ -164,24 +172,36 @@ class Hub:
             for _attempt in range(5):
                 started_at = self._events.seq
                 payload = await self._status.status()
-                if self._clients.get(client.sid) is not client:
-                    return  # disconnected meanwhile
-                # From here on, no await: the greeting, the replay and ``ready`` are atomic
-                # with respect to deliveries.
-                base = min(started_at, self.delivered)
-                replay = self._delivered_since(base)
-                if replay is None:
-                    continue  # the buffer overflowed during the reads: read again
-                payload.update(seq=base, instance=self._events.instance)
-                self._send(client, encode_event("proxy:status", payload))
-                for event in replay:
-                    if client.wants(event.name):
-                        self._send(client, encode_event(event.name, event.payload))
-                client.ready = True
-                return
+                async with self._lock:
+                    if self._clients.get(client.sid) is not client:
+                        return  # disconnected meanwhile
+                    base = min(started_at, self.delivered)
+                    replay = self._delivered_since(base)
+                    if replay is None:
+                        continue  # the buffer overflowed during the reads: read again
+                    payload.update(seq=base, instance=self._events.instance)
+                    await self._send_one(client, "proxy:status", payload)
+                    for event in replay:
+                        if client.wants(event.name):
+                            await self._send_one(client, event.name, event.payload)
+                    client.ready = True
+                    await self._join_rooms(client, client.events())
+                    return
             log.warning("socketio_greeting_failed", sid=client.sid)
         except Exception:
             log.exception("socketio_greeting_failed", sid=client.sid)
+
+    async def _join_rooms(self, client: Client, names: list[str]) -> None:
+        if self.fast or not client.ready:
+            return
+        for name in names:
+            await self._sio.enter_room(client.sid, topic_room(name), namespace=NAMESPACE)
+
+    async def _leave_rooms(self, client: Client, names: list[str]) -> None:
+        if self.fast or not client.ready:
+            return
+        for name in names:
+            await self._sio.leave_room(client.sid, topic_room(name), namespace=NAMESPACE)
 
     # -- sync and subscriptions --------------------------------------------------------------
 
@@ -219,18 +239,21 @@ class Hub:
             answer["state"] = {name: data for name, data in state.items() if client.wants(name)}
         return answer
 
-    def subscribe(self, client: Client, names: list[str], *, add: bool) -> list[str]:
+    async def subscribe(self, client: Client, names: list[str], *, add: bool) -> list[str]:
         """Change a client's subscriptions; return its current list.
 
         The first ``subscribe`` replaces the implicit "every default event" with the names
         given; ``unsubscribe`` removes names from whatever the client receives now.
         """
+        before = set(client.events())
         if add:
             base = set() if client.subscriptions is None else set(client.subscriptions)
             current = base | set(names)
         else:
-            current = set(client.events()) - set(names)
+            current = before - set(names)
         client.subscriptions = frozenset(current)
+        await self._leave_rooms(client, sorted(before - current))
+        await self._join_rooms(client, sorted(current - before))
         return client.events()
 
     # -- monitoring and shutdown -----------------------------------------------------------
@@ -247,10 +270,12 @@ class Hub:
             "lastSeq": self._events.seq,
             "deliveredSeq": self.delivered,
             "instance": self._events.instance,
+            "mode": "fast" if self.fast else "supported",
+            "queuedBytes": self._sio.engine.backlog.total,
         }
 
     @property
-    def sio(self) -> socketio.AsyncServer:
+    def sio(self) -> SocketServer:
         return self._sio
 
     async def close(self) -> None:
@@ -278,129 +303,3 @@ class Hub:
             await self._sio.shutdown()
         except Exception:
             log.exception("socketio_shutdown_failed")
-
-
-class EventsNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    """The Socket.IO handlers of the default namespace (no per-client state here: see ``Hub``)."""
-
-    def __init__(self, hub: Hub, policy: AccessPolicy) -> None:
-        super().__init__(NAMESPACE)
-        self._hub = hub
-        self._policy = policy
-
-    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        if not isinstance(token, str) or not token:
-            token = bearer(environ.get("HTTP_AUTHORIZATION"))
-        if not self._policy.token_valid(token):
-            log.info("socketio_connect_refused", sid=sid, why="missing or invalid API token")
-            raise socketio.exceptions.ConnectionRefusedError(
-                TOKEN_REFUSAL, {"code": "unauthorized"}
-            )
-        client = self._hub.add(sid)
-        log.info("socketio_client_connected", sid=sid, transport=self._hub.transport(client))
-
-    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
-        self._hub.remove(sid)
-        log.info("socketio_client_disconnected", sid=sid, why=reason)
-
-    async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
-        client = self._hub.get(sid)
-        if client is None:
-            return _error("not_connected", "Connect before syncing")
-        if not isinstance(data, dict):
-            data = {}
-        since = data.get("sinceSeq")
-        instance = data.get("instance")
-        if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-            return _error("invalid_sync", "sinceSeq must be an integer")
-        if instance is not None and not isinstance(instance, str):
-            return _error("invalid_sync", "instance must be a string")
-        try:
-            return await self._hub.sync(client, since, instance)
-        except Exception:
-            log.exception("socketio_sync_failed", sid=sid)
-            return _error("internal_error", "Sync failed; reconnect to get a fresh snapshot")
-
-    async def on_subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return self._change_subscriptions(sid, data, add=True)
-
-    async def on_unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return self._change_subscriptions(sid, data, add=False)
-
-    def _change_subscriptions(self, sid: str, data: Any, *, add: bool) -> dict[str, Any]:
-        client = self._hub.get(sid)
-        if client is None:
-            return _error("not_connected", "Connect before subscribing")
-        names = data.get("events") if isinstance(data, dict) else data
-        if isinstance(names, str):
-            names = [names]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            return {
-                **_error("invalid_events", 'Send {"events": ["<event name>", ...]}'),
-                "events": client.events(),
-            }
-        unknown = sorted(set(names) - KNOWN_EVENTS)
-        if unknown:
-            return {
-                **_error(
-                    "unknown_event",
-                    f"Unknown events: {', '.join(unknown)}; "
-                    f"known: {', '.join(sorted(KNOWN_EVENTS))}",
-                ),
-                "events": client.events(),
-            }
-        return {"events": self._hub.subscribe(client, names, add=add)}
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-def cors_policy(policy: AccessPolicy) -> Any:
-    """Return Engine.IO's origin check: the daemon's CORS policy, plus its own origin."""
-
-    def allowed(origin: str | None, environ: Mapping[str, Any]) -> bool:
-        if not origin:
-            return False
-        return same_origin(origin, environ.get("HTTP_HOST")) or policy.origin_allowed(origin)
-
-    return allowed
-
-
-def create_hub(events: EventPublisher, status: StatusService, policy: AccessPolicy) -> Hub:
-    """Create the Socket.IO server and its hub, and subscribe the hub to ``events``."""
-    engineio_logger = logging.getLogger("engineio")
-    if PACKET_DATA_FILTER not in engineio_logger.filters:
-        engineio_logger.addFilter(PACKET_DATA_FILTER)
-    sio = SocketServer(
-        async_mode="aiohttp",
-        transports=["websocket", "polling"],
-        cors_allowed_origins=cors_policy(policy),
-        logger=logging.getLogger("socketio"),
-        engineio_logger=engineio_logger,
-        # Polling responses above 1 KiB are gzip/deflate-compressed when the client accepts it.
-        http_compression=True,
-        compression_threshold=1024,
-    )
-    hub = Hub(sio, events, status)
-    sio.register_namespace(EventsNamespace(hub, policy))
-    events.add_sink(hub.deliver)
-    return hub
-
-
-async def serve_test_page(_request: web.Request) -> web.FileResponse:
-    """Serve the browser test page (connects from the daemon's own origin)."""
-    return web.FileResponse(STATIC_DIR / "test-websocket.html")
-
-
-def setup(app: web.Application, hub: Hub) -> None:
-    """Mount Socket.IO at /socket.io/, the test page and the browser bundle."""
-    hub.sio.attach(app, socketio_path="socket.io")
-    app.router.add_get("/test-websocket.html", serve_test_page)
-    app.router.add_static("/static", STATIC_DIR)
-
-    async def shutdown(_app: web.Application) -> None:
-        await hub.close()
-
-    app.on_shutdown.append(shutdown)

@@ -2,9 +2,10 @@
 
 Services call ``publish`` right after their write committed, so sequence numbers follow commit
 order. An event published while an HTTP request is being handled is held until that request's
-response has been written (the seed: "the event goes out after the HTTP response"); events are
-released strictly in sequence order, so a slow response delays later events instead of
-reordering them. Sinks (the Socket.IO hub) are awaited one event at a time; a failing sink is
+response has been handed to the transport (the seed: "the event goes out after the HTTP
+response"); events are released strictly in sequence order. Whether the client reads its
+response does not matter, so a client that never reads delays nobody's events. Sinks (the
+Socket.IO hub) are awaited one event at a time; a failing sink is
 logged and never affects the publisher or the REST API.
 """
 
@@ -22,7 +23,10 @@ from typing import Any
 
 from qwenstack_core.logsetup import get_logger
 
-log = get_logger("apiserver.events")
+log = get_logger("apiserver.realtime")
+
+# Longest wait for a write's response to be handed to the transport before its events go.
+GATE_TIMEOUT_S = 1.0
 
 # The response gate of the request being handled, if any (set by the request middleware).
 RESPONSE_GATE: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
@@ -125,9 +129,10 @@ class EventPublisher:
                 continue
             event, gate = self._pending[0]
             if gate is not None and not gate.done():
-                # Bounded: a response that never finishes writing must not block the stream.
+                # Resolved once the response is handed to the transport (not read by the
+                # client); bounded anyway, so a stuck handler cannot block the stream.
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(gate), timeout=5)
+                    await asyncio.wait_for(asyncio.shield(gate), timeout=GATE_TIMEOUT_S)
             self._pending.popleft()
             for sink in self._sinks:
                 try:

@@ -1,0 +1,1 @@
+"""Live events over Socket.IO: publisher, hub, namespace, server and transport (see ``mount``)."""

@@ -1,0 +1,249 @@
+"""The Socket.IO server: python-socketio's AsyncServer with bounded queues and guarded input.
+
+What a client sends is checked before python-socketio dispatches it: packets that do not parse,
+binary packets, events with reserved or unknown names, and junk arguments are ignored (an event
+that asked for an acknowledgement gets an error answer) with at most one warning per client and
+kind, instead of a traceback per message or a handler called with nonsense.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp import web
+from socketio import packet as sio_packet
+
+from apiserver.realtime.transport import (
+    Backlog,
+    BoundedQueue,
+    DirectQueue,
+    DirectWebSocket,
+    Limits,
+)
+from qwenstack_core.logsetup import get_logger
+
+log = get_logger("apiserver.realtime")
+
+# Names the protocol or the client libraries use for themselves: never an event from a client.
+RESERVED_EVENTS = frozenset(
+    ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
+)
+# What clients may send (everything else is ignored).
+CLIENT_EVENTS = frozenset(("sync", "subscribe", "unsubscribe"))
+# Clients only send small commands; anything bigger is refused by Engine.IO.
+MAX_CLIENT_MESSAGE = 64 * 1024
+
+
+class InputWarnings:
+    """Log at most one warning per client and kind of bad input (plus a global rate limit)."""
+
+    def __init__(self, per_second: float = 20.0) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self._per_second = per_second
+        self._window = 0.0
+        self._count = 0
+        self.suppressed = 0
+
+    def warn(self, client: str, kind: str, **fields: Any) -> None:
+        key = (client, kind)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            self._window, self._count = now, 0
+        self._count += 1
+        if self._count > self._per_second:
+            self.suppressed += 1
+            return
+        log.warning("socketio_input_refused", sid=client, kind=kind, **fields)
+
+    def forget(self, client: str) -> None:
+        self._seen = {key for key in self._seen if key[0] != client}
+
+
+class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """Engine.IO server whose sockets queue into ``BoundedQueue`` (``DirectQueue`` if fast)."""
+
+    _async: dict[str, Any]  # the async driver table, set by the base class
+
+    def __init__(self, *, fast: bool, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast = fast
+        self.backlog = Backlog(limits, self._too_slow)
+        self.input_warnings = InputWarnings()
+        if fast:
+            # A copy: the driver table is a module-level dict shared by every server.
+            self._async = {**self._async, "websocket": DirectWebSocket}
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> BoundedQueue:
+        return DirectQueue(self.backlog) if self.fast else BoundedQueue(self.backlog)
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > self.max_http_buffer_size:
+            self.input_warnings.warn(
+                request.query.get("sid", request.remote or "?"), "oversize", bytes=length
+            )
+        return await super().handle_request(request)  # type: ignore[no-any-return]
+
+    def _too_slow(self, queue: BoundedQueue, why: str) -> None:
+        """Disconnect the client of ``queue``: it fell too far behind (``Backlog`` decided)."""
+        for sid, socket in list(self.sockets.items()):
+            if socket.queue is queue:
+                log.warning("socketio_client_too_slow", eio_sid=sid, why=why)
+                ws = getattr(queue, "ws", None)
+                if isinstance(ws, DirectWebSocket):
+                    ws.abort()
+                task = asyncio.get_running_loop().create_task(
+                    socket.close(wait=False, abort=True, reason=why)
+                )
+                _keep(task)
+                return
+
+
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+def _keep(task: asyncio.Task[Any]) -> None:
+    # Short-lived close tasks; a reference keeps them from being collected mid-way.
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's AsyncServer on ``EngineServer``, refusing bad client input."""
+
+    def __init__(self, *, fast: bool, limits: Limits, **kwargs: Any) -> None:
+        self._fast = fast
+        self._limits = limits
+        super().__init__(**kwargs)
+
+    def _engineio_server_class(self) -> Any:
+        fast, limits = self._fast, self._limits
+
+        def build(**options: Any) -> EngineServer:
+            return EngineServer(fast=fast, limits=limits, **options)
+
+        return build
+
+    @property
+    def engine(self) -> EngineServer:
+        eio: EngineServer = self.eio
+        return eio
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        warnings = self.engine.input_warnings
+        if not isinstance(data, str):
+            warnings.warn(eio_sid, "binary_message")
+            return
+        try:
+            pkt = sio_packet.Packet(encoded_packet=data)
+        except Exception:
+            warnings.warn(eio_sid, "malformed_packet", bytes=len(data))
+            return
+        if pkt.packet_type in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK):
+            warnings.warn(eio_sid, "binary_message")
+            return
+        if pkt.packet_type == sio_packet.EVENT and not self._event_acceptable(eio_sid, pkt):
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:
+            warnings.warn(eio_sid, "unhandled_packet", error=type(exc).__name__)
+
+    def _event_acceptable(self, eio_sid: str, pkt: Any) -> bool:
+        """Return True for an event a client may send; answer or warn about the others."""
+        warnings = self.engine.input_warnings
+        data = pkt.data
+        name = data[0] if isinstance(data, list) and data else None
+        if not isinstance(name, str):
+            kind, message = "malformed_event", "An event is a list: [name, ...arguments]"
+        elif name in RESERVED_EVENTS:
+            kind, message = "reserved_event", f"{name!r} is reserved and cannot be sent"
+        elif name not in CLIENT_EVENTS:
+            kind = "unknown_event"
+            message = f"Unknown event; clients may send: {', '.join(sorted(CLIENT_EVENTS))}"
+        elif len(data) > 2:
+            kind, message = "junk_arguments", "Send one argument (an object)"
+        else:
+            return True
+        warnings.warn(eio_sid, kind)
+        if pkt.id is not None:
+            answer = {"error": {"code": kind, "message": message}}
+            ack = sio_packet.Packet(
+                sio_packet.ACK, namespace=pkt.namespace, id=pkt.id, data=[answer]
+            )
+            task = asyncio.get_running_loop().create_task(self._send_packet(eio_sid, ack))
+            _keep(task)
+        return False
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        try:
+            await super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            self.engine.input_warnings.forget(eio_sid)
+            if socket is not None:
+                queue = socket.queue
+                if isinstance(queue, BoundedQueue):
+                    queue.forget()
+                if not socket.upgraded:
+                    # A long-poll GET of a client that went away would otherwise wait out the
+                    # ping timeout, and hold up the daemon's shutdown.
+                    asyncio.get_running_loop().call_soon(_release_poll, socket, 10)
+
+
+def _release_poll(socket: Any, tries: int) -> None:
+    """Wake a pending long-poll of a closed socket (after its CLOSE packet, if any)."""
+    if socket.closed:
+        with contextlib.suppress(Exception):
+            socket.queue.put_nowait(None)
+    elif tries > 0:
+        asyncio.get_running_loop().call_soon(_release_poll, socket, tries - 1)
+
+
+class LibraryLogScrubber(logging.Filter):
+    """Keep client data out of python-engineio's and python-socketio's own log records.
+
+    Their messages interpolate packet contents (a CONNECT packet carries the API token), so
+    every interpolated argument that is not a number is replaced by its type and size, and
+    exception details are reduced to the exception's type: this holds whatever the wording.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record.args = tuple(_placeholder(a) for a in args)
+        elif isinstance(args, dict) and args:
+            record.args = {k: _placeholder(v) for k, v in args.items()}
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__})"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _placeholder(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, str | bytes):
+        return f"<{type(value).__name__} {len(value)}>"
+    return f"<{type(value).__name__}>"
+
+
+LIBRARY_LOG_SCRUBBER = LibraryLogScrubber()
+
+
+def library_logger(name: str) -> logging.Logger:
+    """Return the named library logger with the scrubber attached (once)."""
+    logger = logging.getLogger(name)
+    if LIBRARY_LOG_SCRUBBER not in logger.filters:
+        logger.addFilter(LIBRARY_LOG_SCRUBBER)
+    return logger
