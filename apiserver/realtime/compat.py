@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any
 
 import socketio
-from engineio import async_socket
+from engineio import async_socket, payload
 
 # The minors the fast path was tested with (pyproject.toml pins the same).
 TESTED_MINORS = {"python-engineio": "4.15", "python-socketio": "5.18"}
@@ -57,6 +57,8 @@ def fast_path_problems(sio: Any) -> list[str]:
     close = getattr(async_socket.AsyncSocket, "close", None)
     if callable(close) and "reason" not in inspect.signature(close).parameters:
         problems.append("engineio.async_socket.AsyncSocket.close has no reason parameter")
+    if not isinstance(getattr(payload.Payload, "max_decode_packets", None), int):
+        problems.append("engineio.payload.Payload.max_decode_packets is missing")
     if getattr(getattr(eio, "reason", None), "SERVER_DISCONNECT", None) is None:
         problems.append("engineio.AsyncServer.reason.SERVER_DISCONNECT is missing")
     try:

@@ -17,6 +17,8 @@ from typing import Any
 import engineio
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from apiserver.realtime.transport import (
@@ -38,6 +40,11 @@ RESERVED_EVENTS = frozenset(
 CLIENT_EVENTS = frozenset(("sync", "subscribe", "unsubscribe"))
 # Clients only send small commands; anything bigger is refused by Engine.IO.
 MAX_CLIENT_MESSAGE = 64 * 1024
+# Packets one polling POST may carry. python-engineio refuses (and logs an error for) more than
+# 16, dropping them all, while clients batch whatever they emitted since their last POST; the
+# Engine.IO protocol and Node's server set no such limit. The bytes stay capped by
+# MAX_CLIENT_MESSAGE.
+MAX_POST_PACKETS = 1024
 
 
 class InputWarnings:
@@ -75,6 +82,9 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *, fast: bool, limits: Limits, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        eio_payload.Payload.max_decode_packets = max(
+            eio_payload.Payload.max_decode_packets, MAX_POST_PACKETS
+        )
         self.fast = fast
         self.backlog = Backlog(limits, self._too_slow)
         self.input_warnings = InputWarnings()
@@ -233,11 +243,15 @@ class LibraryLogScrubber(logging.Filter):
 def _placeholder(value: Any) -> Any:
     if isinstance(value, bool | int | float) or value is None:
         return value
+    if isinstance(value, str) and value in PACKET_NAMES:
+        return value
     if isinstance(value, str | bytes):
         return f"<{type(value).__name__} {len(value)}>"
     return f"<{type(value).__name__}>"
 
 
+# Engine.IO packet type names (OPEN, MESSAGE, PING...) are constants, safe to show.
+PACKET_NAMES = frozenset(eio_packet.packet_names)
 LIBRARY_LOG_SCRUBBER = LibraryLogScrubber()
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 
 # python-engineio's client refuses payloads of more packets than this ("Too many packets").
@@ -356,6 +356,10 @@ class DirectWebSocket:
         """Return the next message from the client (OSError when the connection closed)."""
         assert self._ws is not None
         msg = await self._ws.receive()
+        if msg.type == WSMsgType.ERROR:  # e.g. a message over max_msg_size: aiohttp closes
+            warnings = getattr(self.server, "input_warnings", None)
+            if warnings is not None:
+                warnings.warn(getattr(self.socket, "sid", "?"), "oversize")
         if not isinstance(msg.data, bytes | str):
             raise OSError("websocket closed")
         return msg.data

@@ -5,7 +5,7 @@
 // Writes one JSON object per line to stdout:
 //   {"type": "connect", "id", "transport"} | {"type": "connect_error", "message", "data"}
 //   {"type": "event", "event", "data"} | {"type": "ack", "id", "data"|"error"}
-//   {"type": "disconnect", "reason"}
+//   {"type": "disconnect", "reason"} | {"type": "upgrade", "transport"}
 // Reads commands, one JSON object per line, from stdin:
 //   {"cmd": "emit", "id", "event", "data"}  → emits with an acknowledgement, answers "ack"
 //   {"cmd": "close"}                         → disconnects and exits
@@ -32,6 +32,9 @@ socket.on("connect_error", (err) => {
   out({ type: "connect_error", message: err.message, data: err.data ?? null });
 });
 socket.on("disconnect", (reason) => out({ type: "disconnect", reason }));
+socket.io.on("open", () => {
+  socket.io.engine.on("upgrade", (t) => out({ type: "upgrade", transport: t.name }));
+});
 socket.onAny((event, data) => out({ type: "event", event, data: data ?? null }));
 
 function shutdown() {

@@ -38,6 +38,7 @@ class EventClient:
         self.transport = transport
         self.events: asyncio.Queue[Received] = asyncio.Queue()
         self.seen: list[Received] = []
+        self.disconnects: list[str] = []  # the reasons of every disconnect, in order
 
     def _received(self, name: str, data: Any) -> None:
         record(f"event {name}", json.dumps(data))
@@ -90,7 +91,11 @@ class PyClient(EventClient):
         )
         self.sio.on("*", self._received)
         self.sio.on("connect_error", self._refused)
+        self.sio.on("disconnect", self._gone)
         self.refusal: str | None = None
+
+    def _gone(self, reason: Any = None) -> None:
+        self.disconnects.append(str(reason))
 
     def _refused(self, data: Any = None) -> None:
         self.refusal = str(data.get("message") if isinstance(data, dict) else data)
@@ -101,14 +106,17 @@ class PyClient(EventClient):
         try:
             await self.sio.connect(
                 self.url,
-                transports=[self.transport],
+                transports=["polling", "websocket"]
+                if self.transport == "upgrade"
+                else [self.transport],
                 auth=auth,
                 headers=headers or {},
                 wait_timeout=TIMEOUT,
             )
         except socketio.exceptions.ConnectionError as exc:
             raise ConnectRefused(self.refusal or str(exc)) from exc
-        assert self.sio.transport() == self.transport
+        if self.transport != "upgrade":  # an upgrade may be over already, or still to come
+            assert self.sio.transport() == self.transport
 
     async def call(self, event: str, data: Any) -> Any:
         ack = await self.sio.call(event, data, timeout=TIMEOUT)
@@ -135,15 +143,19 @@ class NodeClient(EventClient):
         self._acks: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self.disconnected = asyncio.Event()
+        self.disconnect_reason: str | None = None
+        self.upgraded = asyncio.Event()
 
     async def connect(
         self, *, auth: dict[str, str] | None = None, headers: dict[str, str] | None = None
     ) -> None:
         node = shutil.which("node")
         assert node, "node is not installed"
+        # "upgrade": start on polling, then upgrade to websocket (the client's default).
+        transports = ["polling", "websocket"] if self.transport == "upgrade" else [self.transport]
         options: dict[str, Any] = {
             "url": self.url,
-            "transports": [self.transport],
+            "transports": transports,
             "reconnection": self.reconnection,
         }
         if auth is not None:
@@ -165,7 +177,12 @@ class NodeClient(EventClient):
             result = await self._connected
         if result["type"] == "connect_error":
             raise ConnectRefused(result["message"])
-        assert result["transport"] == self.transport, result
+        if self.transport == "upgrade":  # the upgrade may be over before "connect" fires
+            assert result["transport"] in transports, result
+            if result["transport"] == "websocket":
+                self.upgraded.set()
+        else:
+            assert result["transport"] == self.transport, result
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -182,7 +199,11 @@ class NodeClient(EventClient):
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
             elif kind == "disconnect":
+                self.disconnect_reason = msg["reason"]
+                self.disconnects.append(msg["reason"])
                 self.disconnected.set()
+            elif kind == "upgrade":
+                self.upgraded.set()
         self.disconnected.set()
         if self._connected is not None and not self._connected.done():
             self._connected.set_result({"type": "connect_error", "message": "node exited"})

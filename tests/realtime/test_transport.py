@@ -230,7 +230,7 @@ def test_library_log_records_carry_no_packet_data() -> None:
     )
     assert LibraryLogScrubber().filter(record)
     assert "s3cr3t" not in record.getMessage()
-    assert record.getMessage() == "<str 3>: Received packet <str 7> data <str 26>"
+    assert record.getMessage() == "<str 3>: Received packet MESSAGE data <str 26>"
 
 
 def test_library_exceptions_are_reduced_to_their_type() -> None:
