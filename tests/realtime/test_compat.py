@@ -1,0 +1,77 @@
+"""The fast path's start-time check: one warning and the supported path when a part is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from engineio.async_socket import AsyncSocket
+from structlog.testing import capture_logs
+
+from apiserver import realtime
+from apiserver.config import ConfigError, RealtimeSettings, Settings
+from apiserver.realtime import compat
+from apiserver.realtime.publisher import EventPublisher
+from apiserver.security import AccessPolicy
+
+
+def build(**options: Any) -> tuple[realtime.Hub, list[dict[str, Any]]]:
+    policy = AccessPolicy.from_settings(Settings())
+    with capture_logs() as logs:
+        hub = realtime.create_hub(EventPublisher(), None, policy, RealtimeSettings(**options))  # type: ignore[arg-type]
+    return hub, [e for e in logs if e["event"] == "socketio_fast_path_unavailable"]
+
+
+def test_the_fast_path_is_used_with_the_tested_libraries() -> None:
+    hub, warnings = build()
+    assert hub.fast and warnings == []
+
+
+def test_another_library_version_falls_back_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(compat.TESTED_MINORS, "python-engineio", "4.0")
+    hub, warnings = build()
+    assert not hub.fast
+    assert len(warnings) == 1 and warnings[0]["using"] == "supported"
+    assert any("python-engineio" in problem for problem in warnings[0]["missing"])
+
+
+def test_a_missing_private_part_falls_back_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(AsyncSocket, "_websocket_handler")
+    hub, warnings = build()
+    assert not hub.fast
+    assert len(warnings) == 1
+    assert warnings[0]["missing"] == [
+        "engineio.async_socket.AsyncSocket._websocket_handler is missing"
+    ]
+
+
+def test_the_environment_switch_forces_the_supported_path() -> None:
+    settings = Settings.from_env({"SOCKETIO_FAST_PATH": "off"})
+    hub, warnings = build(fast_path=settings.realtime.fast_path)
+    assert not hub.fast and warnings == []  # chosen, not a fallback
+
+
+def test_realtime_settings_are_read_and_checked() -> None:
+    settings = Settings.from_env(
+        {
+            "SOCKETIO_PING_INTERVAL": "0.5",
+            "SOCKETIO_PING_TIMEOUT": "2",
+            "SOCKETIO_CLIENT_BACKLOG_MB": "3",
+        }
+    )
+    assert settings.realtime == RealtimeSettings(
+        ping_interval=0.5, ping_timeout=2.0, client_backlog=3 * 2**20
+    )
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {
+                "SOCKETIO_PING_INTERVAL": "0",
+                "SOCKETIO_FAST_PATH": "maybe",
+                "SOCKETIO_TOTAL_BACKLOG_MB": "x",
+            }
+        )
+    assert len(caught.value.problems) == 3

@@ -1,0 +1,149 @@
+"""Contract of the fast path with the real python-engineio: AsyncSocket over a real websocket.
+
+The fast path relies on private parts of python-engineio (see apiserver/realtime/compat.py).
+These tests run the real ``engineio.async_socket.AsyncSocket`` behind an aiohttp server on a
+loopback port and a real websocket client, and fail when what the fast path assumes changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+from aiohttp import web
+from engineio.async_socket import AsyncSocket
+
+from apiserver.realtime.compat import fast_path_problems
+from apiserver.realtime.server import SocketServer
+from apiserver.realtime.transport import DirectQueue, DirectWebSocket, FramedPacket, Limits
+
+PING_INTERVAL = 0.2
+PING_TIMEOUT = 0.4
+
+
+@pytest.fixture
+async def server(aiohttp_server: Any) -> AsyncIterator[tuple[SocketServer, str]]:
+    sio = SocketServer(
+        fast=True,
+        limits=Limits(),
+        async_mode="aiohttp",
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
+    )
+    app = web.Application()
+    sio.attach(app, socketio_path="socket.io")
+    srv = await aiohttp_server(app)
+    yield sio, f"http://127.0.0.1:{srv.port}"
+    await sio.shutdown()
+
+
+async def next_text(ws: aiohttp.ClientWebSocketResponse, *, pong: bool = True) -> str:
+    """Return the next Engine.IO packet that is not a ping (pings are answered)."""
+    while True:
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        if msg.data == "2" and pong:
+            await ws.send_str("3")
+            continue
+        return str(msg.data)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` against a deadline."""
+    async with asyncio.timeout(timeout):
+        for _ in itertools.count():
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+
+
+def test_the_installed_libraries_have_every_part_the_fast_path_uses() -> None:
+    sio = SocketServer(fast=True, limits=Limits(), async_mode="aiohttp")
+    assert fast_path_problems(sio) == []
+
+
+async def test_direct_writes_and_pings_over_a_real_websocket(
+    server: tuple[SocketServer, str],
+) -> None:
+    sio, url = server
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        opened = await next_text(ws)
+        assert opened.startswith("0{")
+        eio_sid = json.loads(opened[1:])["sid"]
+        await ws.send_str("40")
+        assert (await next_text(ws)).startswith("40{")
+
+        socket = sio.eio.sockets[eio_sid]
+        assert type(socket) is AsyncSocket
+        queue = socket.queue
+        assert isinstance(queue, DirectQueue)
+        assert isinstance(queue.ws, DirectWebSocket) and queue.ws.socket is socket
+        assert socket.upgraded and not socket.upgrading and not socket.closed
+
+        queue.put_nowait(FramedPacket('2["direct",1]'))
+        assert queue.empty()  # written straight to the transport
+        assert await next_text(ws) == '42["direct",1]'
+
+        # Several ping intervals, well past interval + timeout: Engine.IO's writer must keep
+        # seeing the pings, or it closes the connection (websocket clients dropped after 45 s).
+        pings = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 4 * (PING_INTERVAL + PING_TIMEOUT)
+        while loop.time() < deadline:
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            if msg.data == "2":
+                pings += 1
+                await ws.send_str("3")
+        assert pings >= 4
+        assert eio_sid in sio.eio.sockets and not socket.closed
+
+        queue.put_nowait(FramedPacket('2["still",2]'))
+        assert await next_text(ws) == '42["still",2]'
+
+
+async def test_an_unanswered_ping_still_closes_the_connection(
+    server: tuple[SocketServer, str],
+) -> None:
+    sio, url = server
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        eio_sid = json.loads((await next_text(ws))[1:])["sid"]
+        await ws.send_str("40")
+        await next_text(ws)
+        async with asyncio.timeout(5):  # no pongs: Engine.IO's timers close it
+            while eio_sid in sio.eio.sockets:
+                msg = await ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+        await wait_until(lambda: eio_sid not in sio.eio.sockets)
+
+
+async def test_an_upgrade_from_polling_ends_on_the_direct_websocket(
+    server: tuple[SocketServer, str],
+) -> None:
+    sio, url = server
+    received: asyncio.Queue[Any] = asyncio.Queue()
+    client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+    client.on("upgraded", received.put_nowait)
+    try:
+        await client.connect(url, transports=["polling", "websocket"], wait_timeout=5)
+        await wait_until(lambda: client.transport() == "websocket")
+        (socket,) = sio.eio.sockets.values()
+        await wait_until(lambda: socket.upgraded and not socket.upgrading)
+        assert isinstance(socket.queue, DirectQueue) and socket.queue.ws is not None
+        socket.queue.put_nowait(FramedPacket('2["upgraded",{"ok":true}]'))
+        assert await asyncio.wait_for(received.get(), 5) == {"ok": True}
+    finally:
+        await client.disconnect()
