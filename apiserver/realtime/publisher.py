@@ -26,7 +26,7 @@ from qwenstack_core.logsetup import get_logger
 log = get_logger("apiserver.realtime")
 
 # Longest wait for a write's response to be handed to the transport before its events go.
-GATE_TIMEOUT_S = 1.0
+GATE_TIMEOUT_S = 5.0
 
 # The response gate of the request being handled, if any (set by the request middleware).
 RESPONSE_GATE: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
