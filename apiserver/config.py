@@ -51,7 +51,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
         "on",
         "on: direct websocket writes (tested library versions only) | off: AsyncServer.emit",
     ),
-    ("SOCKETIO_CLIENT_BACKLOG_MB", "8", "MiB of unsent events after which a client is dropped"),
+    ("SOCKETIO_CLIENT_BACKLOG_MB", "32", "MiB of unsent events after which a client is dropped"),
     ("SOCKETIO_TOTAL_BACKLOG_MB", "64", "MiB of unsent events (all clients) before the worst goes"),
 )
 
@@ -93,7 +93,7 @@ class RealtimeSettings:
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     fast_path: bool = True
-    client_backlog: int = 8 * 1024 * 1024
+    client_backlog: int = 32 * 1024 * 1024
     total_backlog: int = 64 * 1024 * 1024
 
 
@@ -166,7 +166,7 @@ class Settings:
             ping_interval=env.seconds("SOCKETIO_PING_INTERVAL", 25.0),
             ping_timeout=env.seconds("SOCKETIO_PING_TIMEOUT", 20.0),
             fast_path=env.choice("SOCKETIO_FAST_PATH", "on", ("on", "off")) == "on",
-            client_backlog=mebibytes("SOCKETIO_CLIENT_BACKLOG_MB", 8),
+            client_backlog=mebibytes("SOCKETIO_CLIENT_BACKLOG_MB", 32),
             total_backlog=mebibytes("SOCKETIO_TOTAL_BACKLOG_MB", 64),
         )
 

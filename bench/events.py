@@ -155,6 +155,10 @@ class Bench:
         workers: list[Worker] = []
         try:
             await self.wait_up(url)
+            if server != "node":  # the daemon runs the delivery path asked for
+                async with self.http.get(url + "/api/events/stats") as resp:
+                    mode = (await resp.json())["mode"]
+                assert mode == server, f"asked for {server}, the daemon uses {mode}"
             if not self.seed:
                 await self.read_seed(url)
             sproc = psutil.Process(proc.pid)

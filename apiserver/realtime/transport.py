@@ -15,9 +15,10 @@ websocket is written straight to the transport as a websocket frame built once f
 client (server frames are unmasked and compression is not negotiated, so the frame is the same
 for everyone). Only events take that shortcut: pings, pongs, upgrades and closes always go
 through Engine.IO's writer task, so its own timers see them as the protocol expects. A packet
-the writer took but has not written yet (``taken``) or a transport holding more than
-``HIGH_WATER`` unsent bytes makes events queue behind it, so each client's packets leave in
-order and each transport holds at most about one frame beyond ``HIGH_WATER``.
+the writer took but has not written yet (``taken``), or a transport still holding unsent bytes
+(the client is behind: the kernel's socket buffer is full), makes events queue behind it, in
+order and shared; Engine.IO's writer task then sends them through aiohttp, whose flow control
+keeps each transport at about 64 KiB plus one event.
 
 The fast path uses private parts of python-engineio (checked at start by
 ``apiserver.realtime.compat``, which falls back to the supported path when one is missing).
@@ -36,10 +37,6 @@ from engineio import packet as eio_packet
 
 # python-engineio's client refuses payloads of more packets than this ("Too many packets").
 MAX_POLL_PACKETS = 16
-# A websocket transport holding more unsent bytes than this gets no direct writes; its events
-# wait, shared, in its queue until the writer task has drained it below LOW_WATER.
-HIGH_WATER = 64 * 1024
-LOW_WATER = 16 * 1024
 TOO_SLOW = "too slow: more than {cap} bytes of events waited for this client"
 
 _OP_TEXT = 0x1
@@ -51,7 +48,7 @@ _OP_CLOSE = 0x8
 class Limits:
     """Caps on bytes waiting to be sent: per client, and for the whole server."""
 
-    client_bytes: int = 8 * 1024 * 1024
+    client_bytes: int = 32 * 1024 * 1024
     total_bytes: int = 64 * 1024 * 1024
 
 
@@ -98,7 +95,7 @@ class Backlog:
     def __init__(self, limits: Limits, on_too_slow: Callable[[BoundedQueue, str], None]) -> None:
         self.limits = limits
         self.on_too_slow = on_too_slow
-        self.total = 0  # shared packets once, plus websocket transport buffers
+        self.total = 0  # bytes of the packets in any queue, each shared packet once
         self.queues: set[BoundedQueue] = set()
 
     def over(self, queue: BoundedQueue) -> str | None:
@@ -175,14 +172,16 @@ class BoundedQueue(asyncio.Queue[Any]):
             self.backlog.total -= size
 
     def set_buffered(self, size: int) -> None:
-        """Account for the bytes the client's transport holds (websocket fast path)."""
+        """Account for the bytes the client's transport holds (websocket fast path).
+
+        They count for the client's cap, not in the server-wide total: flow control keeps each
+        transport at about 64 KiB plus one event.
+        """
         delta = size - self.buffered
         self.buffered = size
         self.pending += delta
-        if self.backlog is not None:
-            self.backlog.total += delta
-            if delta > 0 and (why := self.backlog.over(self)) is not None:
-                self.overflow(why)
+        if delta > 0 and self.backlog is not None and (why := self.backlog.over(self)) is not None:
+            self.overflow(why)
 
     def overflow(self, why: str) -> None:
         """Drop everything waiting for this client and have it disconnected (once)."""
@@ -276,7 +275,7 @@ class DirectWebSocket:
             and not self.socket.closed
             and transport is not None
             and not transport.is_closing()
-            and transport.get_write_buffer_size() < HIGH_WATER
+            and transport.get_write_buffer_size() == 0
         )
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
@@ -315,12 +314,25 @@ class DirectWebSocket:
             self._transport.abort()
 
     async def send(self, message: str | bytes) -> None:
-        """Write one encoded packet (Engine.IO's writer task and upgrade probe call this)."""
-        self.write_frame(_frame_of(message))
-        queue = self.queue
-        if queue is not None:
-            queue.written()
-        await self._drain()
+        """Write one encoded packet (Engine.IO's writer task and upgrade probe call this).
+
+        This is the path of a client that fell behind: aiohttp frames the message and waits,
+        without polling, until the transport drained below its limit.
+        """
+        ws = self._ws
+        transport = self._transport
+        if ws is None or transport is None or transport.is_closing():
+            return
+        try:
+            if isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_str(message)
+        finally:
+            queue = self.queue
+            if queue is not None:
+                queue.written()
+                queue.set_buffered(transport.get_write_buffer_size())
 
     def write_frame(self, frame: bytes) -> None:
         """Write a finished frame now, and account for what the transport still holds."""
@@ -330,27 +342,9 @@ class DirectWebSocket:
         transport.write(frame)
         queue = self.queue
         if queue is not None:
-            queue.set_buffered(transport.get_write_buffer_size())
-
-    async def _drain(self) -> None:
-        """Wait until the client read most of what we wrote (the writer task only)."""
-        transport = self._transport
-        delay = 0.002
-        while (
-            transport is not None
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() > LOW_WATER
-        ):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            queue = self.queue
-            if queue is not None:
-                queue.set_buffered(transport.get_write_buffer_size())
-                if queue.dropped is not None:
-                    return
-        queue = self.queue
-        if queue is not None and transport is not None:
-            queue.set_buffered(transport.get_write_buffer_size())
+            size = transport.get_write_buffer_size()
+            if size or queue.buffered:
+                queue.set_buffered(size)
 
     async def wait(self) -> str | bytes:
         """Return the next message from the client (OSError when the connection closed)."""

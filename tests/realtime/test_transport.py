@@ -12,7 +12,6 @@ from engineio import packet as eio_packet
 
 from apiserver.realtime.server import LibraryLogScrubber
 from apiserver.realtime.transport import (
-    HIGH_WATER,
     MAX_POLL_PACKETS,
     Backlog,
     BoundedQueue,
@@ -84,10 +83,21 @@ class FakeSocket:
         raise NotImplementedError
 
 
+class FakeResponse:
+    """aiohttp's WebSocketResponse as the writer task's path uses it."""
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self.transport = transport
+
+    async def send_str(self, text: str) -> None:
+        self.transport.write(ws_frame(text.encode()))
+
+
 def direct_ws(transport: FakeTransport, backlog: Backlog | None = None) -> tuple[FakeSocket, Any]:
     socket = FakeSocket(backlog)
     ws = DirectWebSocket(socket._websocket_handler, server=None)
     ws._transport = transport  # type: ignore[assignment]
+    ws._ws = FakeResponse(transport)  # type: ignore[assignment]
     socket.queue.ws = ws
     return socket, ws
 
@@ -140,7 +150,7 @@ async def test_pings_always_go_through_the_writer() -> None:
 
 
 async def test_a_full_transport_gets_no_direct_writes() -> None:
-    transport = FakeTransport(buffered=HIGH_WATER)
+    transport = FakeTransport(buffered=1)  # the kernel's buffer is full: the client is behind
     socket, _ = direct_ws(transport)
     socket.queue.put_nowait(event("x"))
     assert transport.written == [] and socket.queue.qsize() == 1
