@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tests.support.capture import record
+from tests.support.processes import free_port
 
 STARTUP_TIMEOUT_S = 10.0
 
@@ -126,3 +130,39 @@ class LoggedProcess:
                     await task
         assert self.proc.returncode is not None
         return self.proc.returncode
+
+
+class ChildProgram(LoggedProcess):
+    """A child program (provider-router, qwen-proxy) run by a test on a free loopback port.
+
+    It gets what the supervisor gives a child (PORT, HOST, DATABASE_PATH), JSON logs at debug
+    level, ``own_env()`` of the subclass, then the test's own ``env``.
+    """
+
+    def __init__(self, db_path: Path, env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.db_path = db_path
+        self.extra_env = dict(env or {})
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def own_env(self) -> dict[str, str]:
+        """Return the variables this program's tests always set."""
+        return {}
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "DATABASE_PATH": str(self.db_path),
+            "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "json",
+        }
+        env.update(self.own_env())
+        env.update(self.extra_env)
+        return env

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +10,7 @@ from typing import Any
 from qwenstack_core.store import Store
 from qwenstack_core.store import providers as provider_rows
 from qwenstack_core.store import settings as setting_rows
-from tests.support.logged_process import LoggedProcess
-from tests.support.processes import free_port
+from tests.support.logged_process import ChildProgram
 
 
 async def make_store(path: Path, apply: Callable[[sqlite3.Connection], Any] | None = None) -> None:
@@ -79,35 +77,14 @@ def put_setting(conn: sqlite3.Connection, key: str, value: Any) -> None:
     setting_rows.put(conn, key, value)
 
 
-class RouterProcess(LoggedProcess):
+class RouterProcess(ChildProgram):
     """One ``python -m provider_router``; output kept and recorded for the secret scan."""
 
     module = "provider_router"
     label = "router"
 
-    def __init__(self, db_path: Path, env: dict[str, str] | None = None) -> None:
-        super().__init__()
-        self.db_path = db_path
-        self.extra_env = env or {}
-        self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            "DATABASE_PATH": str(self.db_path),
-            "LOG_LEVEL": "debug",
-            "LOG_FORMAT": "json",
-            "ROUTER_HISTORY_PRUNE_INTERVAL": "0.2",
-        }
-        env.update(self.extra_env)
-        return env
+    def own_env(self) -> dict[str, str]:
+        return {"ROUTER_HISTORY_PRUNE_INTERVAL": "0.2"}
 
     async def start(self) -> RouterProcess:
         await self.spawn()
