@@ -102,8 +102,13 @@ class ServiceNotifier:
 
     async def on_event(self, event: Event) -> None:
         """Keep ``STATUS=`` current from every ``proxy:status`` (an EventPublisher sink)."""
+        self.on_event_now(event)
+
+    def on_event_now(self, event: Event) -> bool:
+        """``on_event``, synchronously (the publisher's fast path); always delivers."""
         if event.name == "proxy:status":
             self.status(child_summary(event.payload))
+        return True
 
     async def stopping(self) -> None:
         """Report a deliberate shutdown; the watchdog stops with it."""

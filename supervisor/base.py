@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import structlog
 
 from supervisor import tree
-from supervisor.events import ChildStatus, ExitInfo, LogLine, iso_utc
+from supervisor.events import ChildStatus, ExitInfo, LogLine, ProcessExit, iso_utc
 from supervisor.listeners import Listeners
 from supervisor.output import OutputBuffer
 from supervisor.policy import RestartPolicy
@@ -64,7 +65,6 @@ class ChildBase(Listeners):
         self._healthy = False
         self._running_since: float | None = None
         self._manual_stop = False
-        self._spawning = False  # a fork/exec is running in a worker thread
         self._detached = False  # after detach() the process belongs to the next daemon
         self._waiters: list[tuple[frozenset[ChildState], asyncio.Future[ChildState]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -148,9 +148,11 @@ class ChildBase(Listeners):
         return self._output.recent(lines)
 
     def owned_pids(self) -> set[int] | None:
-        """Return the pids whose exit status is this child's handle's (None: a spawn is on)."""
-        if self._spawning:
-            return None  # a new pid is not known yet: reaping must wait
+        """Return the pids whose exit status is this child's handle's.
+
+        Never None (that would make the reaper wait): a spawn runs without an await, so the
+        loop never sees a pid that is not recorded yet.
+        """
         return {self._run.pid} if self._run is not None and self._run.handle.direct else set()
 
     async def wait_for_state(self, *states: ChildState, timeout: float | None = None) -> ChildState:
@@ -175,6 +177,19 @@ class ChildBase(Listeners):
                     future.set_result(new)
 
     # ------------------------------------------------------------------ helpers
+
+    def _finish_run(self, run: Run, *, expected: bool) -> None:
+        """Forget the run and tell exit listeners, once."""
+        if self._run is run:
+            self._run = None
+        run.close()
+        if run.reported:
+            return
+        run.reported = True
+        h = run.handle
+        loop = asyncio.get_running_loop()
+        self.notify_exit(ProcessExit(self.name, run.pid, h.exit_code, h.exit_signal, expected,
+                                     loop.time(), time.time()))  # fmt: skip
 
     def _emit_line(self, entry: LogLine) -> None:
         self._log.info("child_output", stream=entry.stream, line=entry.line)

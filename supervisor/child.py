@@ -9,7 +9,7 @@ from typing import Any
 
 from supervisor import process, readiness, tree
 from supervisor.base import ChildBase
-from supervisor.events import ExitInfo, ProcessExit, SpawnRecord, StatusEvent, iso_utc
+from supervisor.events import ExitInfo, SpawnRecord, StatusEvent, iso_utc
 from supervisor.handle import ProcessHandle
 from supervisor.run import KILL_GRACE, Run
 from supervisor.spec import ChildSpec
@@ -138,7 +138,7 @@ class ChildProcess(ChildBase):
         self._output.add(
             "system", f"adopted pid {pid}; its earlier output is not available".encode()
         )
-        run.watcher = self._spawn(self._watch(run), "watch")
+        self._watch(run)
         self._probe_task = self._spawn(self._probe(run), "probe")
         return True
 
@@ -162,10 +162,14 @@ class ChildProcess(ChildBase):
     # ------------------------------------------------------------------ launch
 
     def _begin_launch(self, reason: str) -> None:
+        """Go STARTING and spawn now if the port is free, else once a sweep freed it."""
         self._pid = None
         self._healthy = False
         self._set_state(S.STARTING, reason=reason)
-        self._launch_task = self._spawn(self._launch(), "launch")
+        if process.port_in_use(self.spec.host, self.spec.port):
+            self._launch_task = self._spawn(self._launch(), "launch")
+        else:
+            self._spawn_run()  # the usual case: no await, no task between a crash and the exec
 
     async def _launch(self) -> None:
         problem = await process.port_problem(self.spec.host, self.spec.port)
@@ -178,32 +182,24 @@ class ChildProcess(ChildBase):
         if problem is not None:
             self._set_state(S.FAILED, reason=problem)
             return
-        try:
-            run = await self._exec()
-        except Exception as exc:  # a bad argv or cwd must not leave the child STARTING forever
-            if self._state is S.STARTING:
-                self._set_state(S.FAILED, reason=f"spawn failed: {exc}")
-            return
-        if self._state is S.STARTING:
-            self._probe_task = self._spawn(self._probe(run), "probe")
+        self._spawn_run()
 
-    async def _exec(self) -> Run:
+    def _spawn_run(self) -> None:
+        """Spawn the next run (synchronously) and watch it; FAILED if it cannot be spawned."""
         spec = self.spec
-        self._spawning = True
         try:
-            run = await Run.spawn(
-                spec, self._markers.new(spec.name), self._output.add, self._on_notify
-            )
-        finally:
-            self._spawning = False
+            run = Run.start(spec, self._markers.new(spec.name), self._output.add, self._on_notify)
+        except Exception as exc:  # a bad argv or cwd must not leave the child STARTING forever
+            self._set_state(S.FAILED, reason=f"spawn failed: {exc}")
+            return
         self._run = run
         self._pid = run.pid
         self._sampler.reset()
-        run.watcher = self._spawn(self._watch(run), "watch")
+        self._watch(run)
+        self._probe_task = self._spawn(self._probe(run), "probe")
         self._log.info("child_spawned", pid=run.pid, argv=list(spec.argv), port=spec.port)
         create_time = run.handle.create_time
         self.notify_spawn(SpawnRecord(self.name, run.pid, create_time, spec.argv, spec.port))
-        return run
 
     # ------------------------------------------------------------------ readiness and liveness
 
@@ -269,20 +265,19 @@ class ChildProcess(ChildBase):
 
     # ------------------------------------------------------------------ exits
 
-    async def _watch(self, run: Run) -> None:
-        """Await the process's exit (the only source of exit truth) and classify it."""
+    def _watch(self, run: Run) -> None:
+        """Handle the run's exit (the only source of exit truth) as soon as it is learnt."""
+        run.handle.on_exit = lambda: self._on_exit(run)
+
+    def _on_exit(self, run: Run) -> None:
+        """Classify an exit, from the pidfd callback: the event leaves before anything else."""
         h = run.handle
-        await h.exited
         self._last_exit = ExitInfo(h.exit_code, h.exit_signal, iso_utc(time.time()))
         self._healthy = False
         if run is not self._run or self._state not in (S.STARTING, S.RUNNING):
             return  # a stop is in progress: the stop sequence finishes the job
-        # Unexpected. The group and the known tree are killed at once (cheap, and it releases
-        # the port); escaped descendants are swept after the event has left.
         self._cancel(self._probe_task)
-        run.signal_all(signal.SIGKILL, list(run.tree.values()))
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         uptime = None if self._running_since is None else now - self._running_since
         self._running_since = None
         decision = self._policy.on_failure(now, uptime)
@@ -290,46 +285,48 @@ class ChildProcess(ChildBase):
         exit_kw = {"exit_code": h.exit_code, "exit_signal": h.exit_signal, "expected": False}
         if decision.give_up:
             # Terminal: worth waiting for the last stderr lines that explain it.
-            await run.drain()
-            if run is not self._run or self._state not in (S.STARTING, S.RUNNING):
-                return  # a stop came in while we drained
-            reason = (
-                f"crash loop: {decision.failures} failures within "
-                f"{self.spec.crash_window:g}s; last exit: {exit_text}"
-            )
-            if tail := self._output.tail("stderr", _STDERR_TAIL):
-                reason += "; stderr: " + " | ".join(tail)
-            self._run = None
-            self._set_state(S.FAILED, reason=reason, **exit_kw)
+            _ = self._spawn(self._give_up(run, decision.failures, exit_text, exit_kw), "give-up")
         else:
             self._run = None
             self._set_state(S.BACKOFF, reason=exit_text, **exit_kw)
-            self._log.info("child_restart_scheduled", delay=round(decision.delay, 3),
-                           attempt=decision.attempt)  # fmt: skip
-            self._backoff_task = self._spawn(self._backoff(decision.delay), "backoff")
-        self._pid = None
+        # Unexpected: the group and the known tree are killed now (cheap, and it releases the
+        # port); escaped descendants are swept by a scan that starts after the next spawn.
+        run.signal_all(signal.SIGKILL, list(run.tree.values()))
         cleanup = self._spawn(self._sweep(run), "sweep")
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
+        if decision.give_up:
+            return
+        self._pid = None
+        self._log.info("child_restart_scheduled", delay=round(decision.delay, 3),
+                       attempt=decision.attempt)  # fmt: skip
+        if decision.delay <= 0:
+            self._restarts += 1
+            self._begin_launch("restarting after failure")
+        else:
+            self._backoff_task = self._spawn(self._backoff(decision.delay), "backoff")
+
+    async def _give_up(
+        self, run: Run, failures: int, exit_text: str, exit_kw: dict[str, Any]
+    ) -> None:
+        await run.drain()
+        if run is not self._run or self._state not in (S.STARTING, S.RUNNING):
+            return  # a stop came in while we drained
+        reason = (
+            f"crash loop: {failures} failures within "
+            f"{self.spec.crash_window:g}s; last exit: {exit_text}"
+        )
+        if tail := self._output.tail("stderr", _STDERR_TAIL):
+            reason += "; stderr: " + " | ".join(tail)
+        self._run = None
+        self._set_state(S.FAILED, reason=reason, **exit_kw)
+        self._pid = None
 
     async def _sweep(self, run: Run) -> None:
         """After a crash: kill every escaped descendant, let the output drain, report the exit."""
         await run.kill_leftovers()
         await run.drain()
         self._finish_run(run, expected=False)
-
-    def _finish_run(self, run: Run, *, expected: bool) -> None:
-        """Forget the run and tell exit listeners, once."""
-        if self._run is run:
-            self._run = None
-        run.close()
-        if run.reported:
-            return
-        run.reported = True
-        h = run.handle
-        loop = asyncio.get_running_loop()
-        self.notify_exit(ProcessExit(self.name, run.pid, h.exit_code, h.exit_signal, expected,
-                                     loop.time(), time.time()))  # fmt: skip
 
     async def _backoff(self, delay: float) -> None:
         await asyncio.sleep(delay)

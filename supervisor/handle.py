@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import psutil
 
@@ -51,11 +49,14 @@ class ProcessHandle:
         self.exited: asyncio.Future[None] = self._loop.create_future()
         self._pidfd: int | None = None
         self._poller: asyncio.Task[None] | None = None
+        # Called once, synchronously, when the exit is learnt (``exited`` is resolved first):
+        # the crash path runs from the pidfd callback itself, without waiting for a task.
+        self.on_exit: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    async def spawn(
+    def start(
         cls,
         argv: tuple[str, ...],
         *,
@@ -65,13 +66,14 @@ class ProcessHandle:
         stderr: int,
         marker: str | None,
     ) -> ProcessHandle:
-        """Start ``argv`` in a new session (its own process group) and watch it.
+        """Start ``argv`` in a new session (its own process group) and watch it, synchronously.
 
-        The fork and exec run in a worker thread: under load they take milliseconds, during
-        which the event loop keeps delivering (a crash's event leaves before the restart).
+        On the event loop's thread, on purpose: CPython's ``_posixsubprocess`` uses ``vfork``
+        for these arguments (no preexec_fn, no uid/gid/groups change), so the call blocks only
+        until the child has exec'ed (0.3 ms for a Python child), while a worker thread costs a
+        wake-up each way and fights the loop for the GIL while the restart is under way.
         """
-        start = functools.partial(
-            subprocess.Popen,
+        popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
@@ -81,13 +83,6 @@ class ProcessHandle:
             start_new_session=True,
             close_fds=True,
         )
-        loop = asyncio.get_running_loop()
-        started = loop.run_in_executor(None, start)
-        try:
-            popen = await asyncio.shield(started)
-        except asyncio.CancelledError:
-            started.add_done_callback(_kill_unwatched)  # nobody will watch it: end it
-            raise
         # The status is collected below (pidfd + waitpid); Popen must neither wait for it
         # later (its cleanup of unwaited children would steal the status) nor warn.
         popen.returncode = 0
@@ -196,12 +191,17 @@ class ProcessHandle:
             self.exit_code = code
 
     def _resolve(self) -> None:
+        on_exit, self.on_exit = self.on_exit, None
         self.close()
-        if not self.exited.done():
-            self.exited.set_result(None)
+        if self.exited.done():
+            return
+        self.exited.set_result(None)
+        if on_exit is not None:
+            on_exit()
 
     def close(self) -> None:
         """Stop watching (the exit, if it comes later, is no longer reported)."""
+        self.on_exit = None
         if self._pidfd is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self._pidfd)
@@ -213,13 +213,3 @@ class ProcessHandle:
 
     def __repr__(self) -> str:
         return f"<ProcessHandle pid={self.pid} direct={self.direct}>"
-
-
-def _kill_unwatched(started: asyncio.Future[subprocess.Popen[str]]) -> None:
-    """Kill and reap a process whose spawn was cancelled before anyone could watch it."""
-    if started.cancelled() or started.exception() is not None:
-        return
-    popen = started.result()
-    with contextlib.suppress(OSError):
-        os.killpg(popen.pid, signal.SIGKILL)
-    threading.Thread(target=popen.wait, daemon=True).start()

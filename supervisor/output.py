@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from supervisor import process
 from supervisor.events import LogLine, iso_utc
@@ -39,13 +39,9 @@ class OutputBuffer:
         return [entry.line for entry in self._lines if entry.stream == stream][-count:]
 
 
-async def read_lines(
-    stream: str,
-    reader: asyncio.StreamReader,
-    transport: asyncio.BaseTransport,
-    sink: Callable[[str, bytes], object],
-) -> None:
+async def read_lines(stream: str, pipe: BinaryIO, sink: Callable[[str, bytes], object]) -> None:
     """Read one pipe line by line until EOF (an unread pipe would block the child)."""
+    reader, transport = await process.open_reader(pipe)
     try:
         while True:
             try:

@@ -13,6 +13,7 @@ import signal
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import psutil
 
@@ -153,11 +154,10 @@ def port_holder(port: int) -> tuple[int | None, str | None]:
     return None, None
 
 
-async def open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    """Wrap the read end of a pipe in a StreamReader."""
+async def open_reader(pipe: BinaryIO) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """Wrap the read end of a pipe in a StreamReader (the pipe is closed if that fails)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
-    pipe = os.fdopen(fd, "rb", buffering=0)
     try:
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), pipe
@@ -168,19 +168,18 @@ async def open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransp
     return reader, transport
 
 
-Reader = tuple[asyncio.StreamReader, asyncio.BaseTransport]
-
-
 @dataclass(slots=True)
 class Pipes:
-    """The stdout/stderr pipes of one spawn: our read ends wrapped, the write ends to give away.
+    """The stdout/stderr pipes of one spawn: our read ends, and the write ends to give away.
 
     Our own pipes rather than PIPE: the read transports close at exit even if an escaped
-    grandchild keeps the write ends open, and we can close them ourselves.
+    grandchild keeps the write ends open, and we can close them ourselves. Created without an
+    await: the read ends are wrapped in StreamReaders by their reader tasks after the spawn,
+    so nothing stands between a crash and the next spawn.
     """
 
-    out: Reader
-    err: Reader
+    out: BinaryIO
+    err: BinaryIO
     out_w: int
     err_w: int
 
@@ -193,28 +192,21 @@ class Pipes:
     def close_all(self) -> None:
         """Close everything (the spawn failed)."""
         self.close_write_ends()
-        self.out[1].close()
-        self.err[1].close()
+        self.out.close()
+        self.err.close()
 
 
-async def open_pipes() -> Pipes:
-    """Create the two output pipes of a spawn, their read ends wrapped in StreamReaders."""
+def open_pipes() -> Pipes:
+    """Create the two output pipes of a spawn (the read ends as unbuffered binary files)."""
     out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
     try:
-        out = await open_reader(out_r)
+        err_r, err_w = os.pipe()
     except BaseException:
-        for fd in (out_r, out_w, err_r, err_w):
-            os.close(fd)
+        os.close(out_r)
+        os.close(out_w)
         raise
-    try:
-        err = await open_reader(err_r)
-    except BaseException:
-        out[1].close()
-        for fd in (out_w, err_r, err_w):
-            os.close(fd)
-        raise
-    return Pipes(out, err, out_w, err_w)
+    return Pipes(os.fdopen(out_r, "rb", buffering=0), os.fdopen(err_r, "rb", buffering=0),
+                 out_w, err_w)  # fmt: skip
 
 
 async def http_ok(host: str, port: int, path: str, timeout: float) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Callable
+from typing import BinaryIO
 
 import psutil
 import structlog
@@ -30,27 +32,30 @@ class Run:
         self.kill_reason: str | None = None  # set when we killed it for a probe failure
         self.tree: dict[int, psutil.Process] = {}  # descendants seen so far (for cleanup)
         self.readers: list[asyncio.Task[None]] = []
-        self.watcher: asyncio.Task[None] | None = None
         self.notify: NotifySocket | None = None
         self.reported = False  # exit listeners called
 
     @classmethod
-    async def spawn(
+    def start(
         cls,
         spec: ChildSpec,
         marker: str,
         on_line: Callable[[str, bytes], object],
         on_notify: Callable[[int | None, dict[str, str]], None],
     ) -> Run:
-        """Spawn ``spec`` with its marker (and a NOTIFY_SOCKET), its output read from now on."""
+        """Spawn ``spec`` with its marker (and a NOTIFY_SOCKET) now; its output is read from now on.
+
+        Synchronous (no await between a crash and the next exec): the pipes' readers wrap them
+        in their own tasks, after the spawn.
+        """
         env = {**spec.child_env(), tree.MARKER_ENV: marker}
-        pipes = await process.open_pipes()
+        pipes = process.open_pipes()
         notify: NotifySocket | None = None
         try:
             if spec.notify:
                 notify = NotifySocket(f"qwenstack/{marker}", on_notify)
                 env["NOTIFY_SOCKET"] = notify.address
-            handle = await ProcessHandle.spawn(
+            handle = ProcessHandle.start(
                 spec.argv, env=env, cwd=spec.cwd, stdout=pipes.out_w, stderr=pipes.err_w,
                 marker=marker,
             )  # fmt: skip
@@ -63,10 +68,13 @@ class Run:
         run = cls(handle)
         run.notify = notify
         loop = asyncio.get_running_loop()
-        run.readers = [
-            loop.create_task(read_lines(name, *pipe, on_line), name=f"{spec.name}:read-{name}")
-            for name, pipe in (("stdout", pipes.out), ("stderr", pipes.err))
-        ]
+        for name, pipe in (("stdout", pipes.out), ("stderr", pipes.err)):
+            task = loop.create_task(
+                read_lines(name, pipe, on_line), name=f"{spec.name}:read-{name}"
+            )
+            # A reader cancelled before its first step never wrapped (nor closed) its pipe.
+            task.add_done_callback(functools.partial(_close_pipe, pipe))
+            run.readers.append(task)
         return run
 
     def sent_by_run(self, pid: int | None) -> bool:
@@ -113,6 +121,10 @@ class Run:
             self.notify.close()
         for task in self.readers:
             task.cancel()  # closes the read pipes; normally they already hit EOF
+
+
+def _close_pipe(pipe: BinaryIO, _reader: asyncio.Task[None]) -> None:
+    pipe.close()  # a no-op when the reader's transport already closed it
 
 
 def carries(pid: int, marker: str | None) -> bool:

@@ -37,7 +37,7 @@ def run(settings: Settings) -> int:
 async def serve(settings: Settings) -> None:
     """Run the daemon until SIGTERM or SIGINT, then shut down cleanly."""
     log = get_logger("apiserver")
-    # Worker threads (the store, spawns, process-tree scans) hold the GIL for up to the switch
+    # Worker threads (the store, process-tree scans) hold the GIL for up to the switch
     # interval before the event loop gets it back: 5 ms by default, which would delay an event
     # (a child's crash) by as much. 0.5 ms keeps the loop's latency below the figures it serves.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -49,7 +49,7 @@ async def serve(settings: Settings) -> None:
         # leaves their trees (before the first spawn: restore runs in runner.setup()).
         app[keys.PROXY].become_subreaper()
         notifier = ServiceNotifier.from_settings(settings.notify_socket, settings.watchdog_interval)
-        app[keys.EVENTS].add_sink(notifier.on_event)
+        app[keys.EVENTS].add_sink(notifier.on_event, now=notifier.on_event_now)
         runner = JsonErrorAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)

@@ -134,9 +134,20 @@ class Hub:
                 await self._sio.emit(
                     event.name, event.payload, to=topic_room(event.name), namespace=NAMESPACE
                 )
-            if not event.subscribers_only:
-                self.delivered = event.seq
-            self.emitted[event.name] = self.emitted.get(event.name, 0) + 1
+            self._count(event)
+
+    def deliver_now(self, event: Event) -> bool:
+        """Send ``event`` at once (fast path, no greeting in its last step); False if not now."""
+        if not self.fast or self._lock.locked():
+            return False
+        self._broadcast_now(event)
+        self._count(event)
+        return True
+
+    def _count(self, event: Event) -> None:
+        if not event.subscribers_only:
+            self.delivered = event.seq
+        self.emitted[event.name] = self.emitted.get(event.name, 0) + 1
 
     def _broadcast_now(self, event: Event) -> None:
         """Encode ``event`` once and hand it to every client, synchronously and in order."""

@@ -56,6 +56,8 @@ class Event:
 
 
 Sink = Callable[[Event], Awaitable[None]]
+# Delivers one event at once and returns True, or does nothing and returns False (it cannot now).
+SyncSink = Callable[[Event], bool]
 
 
 class EventPublisher:
@@ -66,16 +68,23 @@ class EventPublisher:
         self.seq = 0
         self.recent: deque[Event] = deque(maxlen=history)
         self.counts: dict[str, int] = {}
-        self._pending: deque[tuple[Event, asyncio.Future[None] | None]] = deque()
+        # Events not yet handed to every sink: (event, its response gate, sinks already done).
+        self._pending: deque[tuple[Event, asyncio.Future[None] | None, int]] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._sinks: list[Sink] = []
+        self._sinks: list[tuple[Sink, SyncSink | None]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def add_sink(self, sink: Sink) -> None:
-        """Register a coroutine that receives every event."""
-        self._sinks.append(sink)
+    def add_sink(self, sink: Sink, *, now: SyncSink | None = None) -> None:
+        """Register a coroutine that receives every event, and its synchronous form, if any.
+
+        With every sink's ``now`` able to take it, an event with no response to wait for and
+        nothing queued before it is delivered inside ``publish``: a child's crash reaches the
+        clients' sockets from the callback that learnt it, without waiting for the next turn
+        of the event loop.
+        """
+        self._sinks.append((sink, now))
 
     def publish(
         self, name: str, payload: dict[str, Any], *, subscribers_only: bool = False
@@ -91,10 +100,28 @@ class EventPublisher:
             event = Event(name, {**payload, "seq": self.seq, "instance": self.instance}, self.seq)
             self.recent.append(event)
         self.counts[name] = self.counts.get(name, 0) + 1
-        self._pending.append((event, RESPONSE_GATE.get()))
+        gate = RESPONSE_GATE.get()
+        done = 0
+        if not self._pending and self._task is not None and (gate is None or gate.done()):
+            done = self._deliver_now(event)
+            if done == len(self._sinks):
+                return event
+        self._pending.append((event, gate, done))
         self._idle.clear()
         self._wakeup.set()
         return event
+
+    def _deliver_now(self, event: Event) -> int:
+        """Hand ``event`` to the sinks that take it synchronously, in order; return how many."""
+        for index, (_sink, now) in enumerate(self._sinks):
+            if now is None:
+                return index
+            try:
+                if not now(event):
+                    return index
+            except Exception:
+                log.exception("event_delivery_failed", event_name=event.name, seq=event.seq)
+        return len(self._sinks)
 
     def since(self, seq: int) -> list[Event] | None:
         """Return the broadcast events after ``seq``, or None when some are no longer kept."""
@@ -127,18 +154,19 @@ class EventPublisher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            event, gate = self._pending[0]
+            event, gate, done = self._pending[0]
             if gate is not None and not gate.done():
                 # Resolved once the response is handed to the transport (not read by the
                 # client); bounded anyway, so a stuck handler cannot block the stream.
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(gate), timeout=GATE_TIMEOUT_S)
-            self._pending.popleft()
-            for sink in self._sinks:
+            for sink, _now in self._sinks[done:]:
                 try:
                     await sink(event)
                 except Exception:
                     log.exception("event_delivery_failed", event_name=event.name, seq=event.seq)
+            # Removed only now: while it is being delivered, later events must queue behind.
+            self._pending.popleft()
 
 
 @contextlib.contextmanager

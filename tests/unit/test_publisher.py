@@ -1,0 +1,118 @@
+"""The event publisher's order, its response gate and its synchronous fast path."""
+
+from __future__ import annotations
+
+import asyncio
+
+from apiserver.realtime.publisher import RESPONSE_GATE, Event, EventPublisher, response_gate
+
+
+class RecordingSink:
+    """A sink that records what it got and how (inside ``publish`` or from the task)."""
+
+    def __init__(self, *, can_now: bool = True) -> None:
+        self.can_now = can_now
+        self.got: list[tuple[int, str]] = []
+
+    async def deliver(self, event: Event) -> None:
+        self.got.append((event.seq, "task"))
+
+    def now(self, event: Event) -> bool:
+        if not self.can_now:
+            return False
+        self.got.append((event.seq, "now"))
+        return True
+
+
+async def settled(events: EventPublisher) -> None:
+    """Wait until the delivery task has handed everything queued to the sinks."""
+    async with asyncio.timeout(5):
+        await events._idle.wait()
+
+
+async def test_an_event_reaches_synchronous_sinks_inside_publish() -> None:
+    events = EventPublisher()
+    first, second = RecordingSink(), RecordingSink()
+    events.add_sink(first.deliver, now=first.now)
+    events.add_sink(second.deliver, now=second.now)
+    await events.start()
+    try:
+        events.publish("proxy:status", {"n": 1})
+        # Before any await: delivered from the publishing call itself.
+        assert first.got == [(1, "now")] and second.got == [(1, "now")]
+    finally:
+        await events.stop()
+
+
+async def test_a_sink_without_a_synchronous_form_gets_it_from_the_task_in_order() -> None:
+    events = EventPublisher()
+    fast, slow = RecordingSink(), RecordingSink()
+    events.add_sink(fast.deliver, now=fast.now)
+    events.add_sink(slow.deliver)  # no synchronous form
+    await events.start()
+    try:
+        for n in range(3):
+            events.publish("proxy:status", {"n": n})
+        await settled(events)
+        # The fast sink took the first one at once; the rest queued behind it, in order, and
+        # nothing was delivered twice.
+        assert [seq for seq, _ in fast.got] == [1, 2, 3]
+        assert fast.got[0] == (1, "now")
+        assert slow.got == [(1, "task"), (2, "task"), (3, "task")]
+    finally:
+        await events.stop()
+
+
+async def test_a_sink_that_cannot_take_it_now_gets_it_from_the_task() -> None:
+    events = EventPublisher()
+    sink = RecordingSink(can_now=False)
+    events.add_sink(sink.deliver, now=sink.now)
+    await events.start()
+    try:
+        events.publish("proxy:status", {})
+        assert sink.got == []
+        sink.can_now = True
+        events.publish("proxy:status", {})  # queued behind the first, not ahead of it
+        await settled(events)
+        assert sink.got == [(1, "task"), (2, "task")]
+    finally:
+        await events.stop()
+
+
+async def test_an_event_of_a_request_waits_for_its_response_and_later_ones_wait_too() -> None:
+    events = EventPublisher()
+    sink = RecordingSink()
+    events.add_sink(sink.deliver, now=sink.now)
+    await events.start()
+    loop = asyncio.get_running_loop()
+    try:
+        with response_gate(loop) as gate:
+            events.publish("providers:updated", {})
+            # Published outside the request, but after its event: must not overtake it.
+            await asyncio.create_task(publish_outside(events))
+            await asyncio.sleep(0.01)
+            assert sink.got == []  # the response has not been handed over yet
+            gate.set_result(None)
+        await settled(events)
+        assert sink.got == [(1, "task"), (2, "task")]
+    finally:
+        await events.stop()
+
+
+async def publish_outside(events: EventPublisher) -> None:
+    RESPONSE_GATE.set(None)  # this task's own context: no response to wait for
+    events.publish("proxy:status", {})
+
+
+async def test_before_start_events_wait_for_the_task() -> None:
+    events = EventPublisher()
+    sink = RecordingSink()
+    events.add_sink(sink.deliver, now=sink.now)
+    events.publish("proxy:status", {})
+    assert sink.got == []
+    await events.start()
+    try:
+        await settled(events)
+        assert sink.got == [(1, "task")]
+    finally:
+        await events.stop()
