@@ -64,6 +64,7 @@ class ChildBase(Listeners):
         self._last_exit: ExitInfo | None = None
         self._healthy = False
         self._running_since: float | None = None
+        self._ready_after: float | None = None  # spawn -> ready of the last spawned run
         self._manual_stop = False
         self._detached = False  # after detach() the process belongs to the next daemon
         self._waiters: list[tuple[frozenset[ChildState], asyncio.Future[ChildState]]] = []

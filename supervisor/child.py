@@ -216,6 +216,8 @@ class ChildProcess(ChildBase):
     def _became_ready(self, run: Run, reason: str) -> None:
         self._healthy = True
         self._running_since = asyncio.get_running_loop().time()
+        if run.handle.direct:  # how long a start takes: when the next /health polls go fast
+            self._ready_after = self._running_since - run.handle.started
         self._set_state(S.RUNNING, reason=reason)
         self._probe_task = self._spawn(self._liveness(run), "liveness")
 
@@ -229,6 +231,7 @@ class ChildProcess(ChildBase):
             every=spec.ready_poll,
             probe_timeout=spec.probe_timeout,
             within=spec.start_timeout,
+            expected=self._ready_after,
         )
         if run is not self._run or self._state is not S.STARTING:
             return

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from supervisor import ChildProcess, ChildSpec, ChildState
+from supervisor.readiness import next_poll
 from tests.supervisor.conftest import LineRecorder, Recorder, make_spec
 
 S = ChildState
@@ -51,3 +54,13 @@ async def test_without_notify_the_child_gets_no_socket(make_child: MakeChild) ->
 
     assert recorder.events[-1].reason == "health check passed"
     await lines.wait_for(lambda line: line.line == "NOT NOTIFIED")
+
+
+def test_health_polls_come_fast_around_the_last_start_up_time() -> None:
+    every, expected = 0.025, 0.040
+    assert next_poll(0.0, every, None) == every  # nothing learnt yet: the regular pace
+    assert next_poll(0.0, every, expected) == every  # well before: the regular pace
+    assert next_poll(0.030, every, expected) == pytest.approx(0.002)  # up to 80 % of it
+    assert next_poll(0.035, every, expected) == pytest.approx(every / 10)  # around it: fast
+    assert next_poll(0.100, every, expected) == pytest.approx(every / 10)
+    assert next_poll(0.106, every, expected) == every  # long after: back to the regular pace

@@ -72,3 +72,24 @@ async def test_a_crash_kills_the_escaped_grandchildren(
     await until_gone(escaped)
     await child.wait_for_state(S.RUNNING, timeout=5)
     await child.stop()  # and the next run's grandchildren with it
+
+
+def test_the_marker_scan_matches_a_run_and_its_sub_runs_only() -> None:
+    """The /proc scan finds exactly what psutil's environ() reading finds."""
+    owner = f"scan-{os.getpid()}"
+    values = [f"{owner}.qwen.7", f"{owner}.qwen.70", f"{owner}.qwen.7.x", "other"]
+    procs = [
+        psutil.Popen(["sleep", "30"], env={**os.environ, MARKER_ENV: value}) for value in values
+    ]
+    # A variable whose *value* holds the marker text is not the marker.
+    procs.append(
+        psutil.Popen(["sleep", "30"], env={**os.environ, "X": f"{MARKER_ENV}={owner}.qwen.7"})
+    )
+    try:
+        found = {p.pid for p in marked(f"{owner}.qwen.7")}
+        assert found == {procs[0].pid, procs[2].pid}
+        assert {p.pid for p in marked(owner)} == {p.pid for p in procs[:3]}
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
