@@ -17,6 +17,7 @@ from supervisor.states import ALLOWED, ChildState, InvalidTransition
 
 S = ChildState
 _STDERR_TAIL = 3  # stderr lines quoted in a FAILED reason
+HEALTH_PASSED = "health check passed"
 
 
 class ChildProcess(ChildBase):
@@ -216,8 +217,10 @@ class ChildProcess(ChildBase):
     def _became_ready(self, run: Run, reason: str) -> None:
         self._healthy = True
         self._running_since = asyncio.get_running_loop().time()
-        if run.handle.direct:  # how long a start takes: when the next /health polls go fast
-            self._ready_after = self._running_since - run.handle.started
+        # How long a start takes, for a child found by /health: when its next polls go fast
+        # (a notifying child is not polled faster: the polls would compete with its start).
+        polled = run.handle.direct and reason == HEALTH_PASSED
+        self._ready_after = self._running_since - run.handle.started if polled else None
         self._set_state(S.RUNNING, reason=reason)
         self._probe_task = self._spawn(self._liveness(run), "liveness")
 
@@ -238,7 +241,7 @@ class ChildProcess(ChildBase):
         if not ready:
             self._kill_for(run, f"not ready within {spec.start_timeout:g}s")
             return
-        self._became_ready(run, "health check passed")
+        self._became_ready(run, HEALTH_PASSED)
 
     async def _liveness(self, run: Run) -> None:
         """Probe every liveness_interval; N failures in a row count as a crash."""
