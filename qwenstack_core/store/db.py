@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Hashable
@@ -11,6 +10,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from qwenstack_core.errors import StorageUnavailable
 from qwenstack_core.store import schema
+from qwenstack_core.store.checkpoint import Checkpointer
 from qwenstack_core.store.worker import DatabaseThread
 
 T = TypeVar("T")
@@ -86,17 +86,24 @@ class Store:
         *,
         seed_options: dict[str, object] | None = None,
         migrate: bool = True,
+        own_checkpoints: bool | None = None,
     ) -> None:
         self.path = path
         # Only the daemon migrates and seeds; a child opens with migrate=False and refuses a
         # schema it does not know.
         self._migrate = migrate
         self._seed_options = seed_options or {}
+        # The daemon's Store checkpoints the WAL on a thread of its own instead of inside its
+        # commits (store/checkpoint.py); a child's keeps SQLite's automatic checkpoint.
+        self._own_checkpoints = migrate if own_checkpoints is None else own_checkpoints
+        self._checkpointer: Checkpointer | None = None
         self._thread = DatabaseThread()
         self._conn: sqlite3.Connection | None = None
         # (device, inode) of the file opened: a file deleted or replaced under the running
         # process is detected before each write, which is refused instead of being lost.
         self._identity: tuple[int, int] | None = None
+        self._identity_batch = -1  # the store thread's batch the identity was last checked in
+        self._identity_fault: str | None = None
         self.fault: str | None = None  # the last storage fault, until a write succeeds
         self.migrated_from = 0
         # Read cache for the small, hot catalog lists (providers, models). Only this process
@@ -123,6 +130,10 @@ class Store:
             raise
         self._conn = conn
         self._identity = file_identity(self.path)
+        if self._own_checkpoints:
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = Checkpointer(self.path, connect)
+            self._checkpointer.start()
 
     def identity_problem(self) -> str | None:
         """Return why the file at ``path`` is not the one opened (gone, replaced), or None."""
@@ -148,9 +159,20 @@ class Store:
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""
         if self._conn is not None:
-            await self._run(self._conn.close)
+            await self._run(self._close_sync)
             self._conn = None
         await self._thread.stop()
+
+    def _close_sync(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        self._require().close()
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The thread checkpointing this Store's WAL, when it owns its checkpoints."""
+        return self._checkpointer
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the store thread."""
@@ -168,11 +190,9 @@ class Store:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the store thread."""
-        # Shielded: a cancelled caller cannot stop a queued write, so the cache generation is
-        # bumped when the write really ends, not when the caller gives up waiting.
-        job = self._thread.submit(lambda: self.write_sync(fn))
-        job.add_done_callback(self._written)
-        return await asyncio.shield(job)
+        # A cancelled caller cannot stop a queued write, so the cache generation is bumped
+        # when the write really ends (on_done), not when the caller gives up waiting.
+        return await self._thread.submit(lambda: self.write_sync(fn), self._written)
 
     async def write_then(
         self,
@@ -184,11 +204,11 @@ class Store:
         ``then`` runs in commit order and only for committed writes: the place to keep a
         derived view (a catalog list) up to date without re-reading it inside every write.
         """
-        job = self._thread.submit(lambda: then(self._require(), self.write_sync(fn)))
-        job.add_done_callback(self._written)
-        return await asyncio.shield(job)
+        return await self._thread.submit(
+            lambda: then(self._require(), self.write_sync(fn)), self._written
+        )
 
-    def _written(self, _job: asyncio.Future[Any]) -> None:
+    def _written(self) -> None:
         self._generation += 1
 
     async def read_cached(self, key: Hashable, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -209,7 +229,13 @@ class Store:
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the calling thread (store thread only)."""
         conn = self._require()
-        problem = self.identity_problem()
+        # Checked once per batch of queued jobs, not per write: stat releases the GIL, which a
+        # busy event loop then takes a switch interval to hand back. A file replaced between
+        # two jobs of a batch is the same race as one replaced between the check and COMMIT.
+        if self._identity_batch != self._thread.batches:
+            self._identity_batch = self._thread.batches
+            self._identity_fault = self.identity_problem()
+        problem = self._identity_fault
         if problem is not None:
             self.fault = problem
             raise StorageUnavailable(problem + "; nothing was written")
@@ -231,6 +257,8 @@ class Store:
             self.fault = fault.message
             raise fault from exc
         self.fault = None
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         return result
 
     def _require(self) -> sqlite3.Connection:

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], Any], asyncio.Future[Any]]
-_Done = tuple[asyncio.Future[Any], Any, BaseException | None]
+_Job = tuple[Callable[[], Any], asyncio.Future[Any], Callable[[], None] | None]
+_Done = tuple[asyncio.Future[Any], Any, BaseException | None, Callable[[], None] | None]
 
 
 class DatabaseThread:
@@ -28,6 +28,7 @@ class DatabaseThread:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._name = name
+        self.batches = 0  # batches started so far (read on the database thread)
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         if self._thread is None:
@@ -41,14 +42,18 @@ class DatabaseThread:
         """Run ``fn`` on the database thread and return its result."""
         return await self.submit(fn)
 
-    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+    def submit(
+        self, fn: Callable[[], T], on_done: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]:
         """Queue ``fn`` for the database thread; the returned future gets its result.
 
-        A plain future, not a task: awaiting it costs no extra event-loop step.
+        A plain future, not a task: awaiting it costs no extra event-loop step. A queued job
+        runs even when its future is cancelled; ``on_done`` is then still called, on the loop,
+        once the job has really ended (what ``asyncio.shield`` gave, one loop step cheaper).
         """
         loop = self._ensure_started()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, fut))
+        self._jobs.put((fn, fut, on_done))
         return fut
 
     async def stop(self) -> None:
@@ -74,18 +79,21 @@ class DatabaseThread:
                     break
             else:
                 stopping = True
+            self.batches += 1
             done: list[_Done] = []
-            for fn, fut in batch:
+            for fn, fut, on_done in batch:
                 try:
-                    done.append((fut, fn(), None))
+                    done.append((fut, fn(), None, on_done))
                 except BaseException as exc:  # handed to the awaiting coroutine
-                    done.append((fut, None, exc))
+                    done.append((fut, None, exc, on_done))
             if done:
                 loop.call_soon_threadsafe(_deliver, done)
 
 
 def _deliver(done: list[_Done]) -> None:
-    for fut, value, exc in done:
+    for fut, value, exc, on_done in done:
+        if on_done is not None:
+            on_done()
         if fut.cancelled():
             continue
         if exc is None:
