@@ -181,13 +181,35 @@ async def events_after_response(request: web.Request, handler: Handler) -> web.S
         return await handler(request)
     with response_gate(asyncio.get_running_loop()) as gate:
         response = await handler(request)
-        if not response.prepared:
+        if not response.prepared and _sends_at_once(request, response):
+            await _send(request, response)  # in the transport when this returns
+            if not gate.done():
+                gate.set_result(None)
+        elif not response.prepared:
             sending = asyncio.ensure_future(_send(request, response))
             await _handed_off(request, sending)
             if not gate.done():
                 gate.set_result(None)  # the response is in the transport: events may go
             await sending
         return response
+
+
+# A body this small written to a transport with nothing buffered cannot reach the transport's
+# high-water mark (64 KiB), so writing it never waits for the client to read.
+DIRECT_SEND_MAX = 16 * 1024
+
+
+def _sends_at_once(request: web.Request, response: web.StreamResponse) -> bool:
+    """Return True when sending ``response`` cannot wait on the client (a small, plain body)."""
+    transport = request.transport
+    body = response.body if isinstance(response, web.Response) else None
+    return (
+        transport is not None
+        and isinstance(body, bytes)
+        and len(body) <= DIRECT_SEND_MAX
+        and not response.compression
+        and transport.get_write_buffer_size() == 0
+    )
 
 
 async def _send(request: web.Request, response: web.StreamResponse) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import time
 import uuid
 from collections import deque
@@ -68,8 +69,9 @@ class EventPublisher:
         self.seq = 0
         self.recent: deque[Event] = deque(maxlen=history)
         self.counts: dict[str, int] = {}
-        # Events not yet handed to every sink: (event, its response gate, sinks already done).
-        self._pending: deque[tuple[Event, asyncio.Future[None] | None, int]] = deque()
+        # Events not yet handed to every sink: (event, its response gate, sinks already done,
+        # loop time after which it goes out even if the gate is still closed).
+        self._pending: deque[tuple[Event, asyncio.Future[None] | None, int, float]] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -106,10 +108,23 @@ class EventPublisher:
             done = self._deliver_now(event)
             if done == len(self._sinks):
                 return event
-        self._pending.append((event, gate, done))
+        if gate is None or gate.done():
+            self._pending.append((event, None, done, 0.0))
+            self._wakeup.set()
+        else:
+            # Wake the delivery task when the response is handed off (or the gate times out),
+            # not now: it would only find the gate closed and wait on it.
+            loop = gate.get_loop()
+            deadline = loop.time() + GATE_TIMEOUT_S
+            self._pending.append((event, gate, done, deadline))
+            timer = loop.call_at(deadline, self._wakeup.set)
+            gate.add_done_callback(functools.partial(self._gate_opened, timer))
         self._idle.clear()
-        self._wakeup.set()
         return event
+
+    def _gate_opened(self, timer: asyncio.TimerHandle, _gate: asyncio.Future[None]) -> None:
+        timer.cancel()
+        self._wakeup.set()
 
     def _deliver_now(self, event: Event) -> int:
         """Hand ``event`` to the sinks that take it synchronously, in order; return how many."""
@@ -154,12 +169,13 @@ class EventPublisher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            event, gate, done = self._pending[0]
+            event, gate, done, deadline = self._pending[0]
             if gate is not None and not gate.done():
                 # Resolved once the response is handed to the transport (not read by the
                 # client); bounded anyway, so a stuck handler cannot block the stream.
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(gate), timeout=GATE_TIMEOUT_S)
+                    await asyncio.wait_for(asyncio.shield(gate), timeout=remaining)
             for sink, _now in self._sinks[done:]:
                 try:
                     await sink(event)
