@@ -93,8 +93,10 @@ def create_app(
         router_port=settings.provider_router_port,
         router_state=app[keys.PROXY].router_state,
     )
-    app[keys.LIVE_FEEDS] = LiveFeeds(store, app[keys.HISTORY], app[keys.STATUS], events)
     app[keys.REALTIME] = realtime.create_hub(events, app[keys.STATUS], policy, settings.realtime)
+    app[keys.LIVE_FEEDS] = LiveFeeds(
+        store, app[keys.HISTORY], app[keys.STATUS], events, audience=app[keys.REALTIME].listened
+    )
     realtime.setup(app, app[keys.REALTIME])
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_events_ctx)

@@ -106,6 +106,10 @@ class Hub:
     def get(self, sid: str) -> Client | None:
         return self._clients.get(sid)
 
+    def listened(self, name: str) -> bool:
+        """Return True when a greeted client receives events named ``name`` (topic events)."""
+        return any(c.ready and c.wants(name, True) for c in tuple(self._clients.values()))
+
     def transport(self, client: Client) -> str:
         """Return the client's current transport: websocket or polling."""
         return str(self._sio.transport(client.sid, NAMESPACE))

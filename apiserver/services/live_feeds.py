@@ -48,6 +48,7 @@ class LiveFeeds:
         *,
         history_interval: float = 1.0,
         stats_interval: float = 2.0,
+        audience: Callable[[str], bool] = lambda _name: True,
     ) -> None:
         self._store = store
         self._history = history
@@ -55,6 +56,8 @@ class LiveFeeds:
         self._events = events
         self._history_interval = history_interval
         self._stats_interval = stats_interval
+        # Whether any client receives events of a name: sampling for nobody is not done.
+        self._audience = audience
         self._tasks: list[asyncio.Task[None]] = []
         self._last_history: list[dict[str, Any]] | None = None
         self._version: int | None = None
@@ -106,7 +109,13 @@ class LiveFeeds:
         )
 
     async def publish_stats(self) -> None:
-        """Publish CPU, memory and uptime of the children while any of them is up."""
+        """Publish CPU, memory and uptime of the children while any of them is up.
+
+        Only while a client is subscribed: each sample reads /proc for every process, work
+        that would otherwise compete for the CPU with a child that is starting.
+        """
+        if not self._audience(STATS_EVENT):
+            return
         children = self._status.children()
         if not any(children[key].get("pid") for key in CHILD_KEYS):
             return
