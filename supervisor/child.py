@@ -273,7 +273,10 @@ class ChildProcess(ChildBase):
 
     def _watch(self, run: Run) -> None:
         """Handle the run's exit (the only source of exit truth) as soon as it is learnt."""
-        run.handle.on_exit = lambda: self._on_exit(run)
+        if run.handle.exited.done():  # an adopted process that ended before it was watched
+            asyncio.get_running_loop().call_soon(self._on_exit, run)
+        else:
+            run.handle.on_exit = lambda: self._on_exit(run)
 
     def _on_exit(self, run: Run) -> None:
         """Classify an exit, from the pidfd callback: the event leaves before anything else."""

@@ -417,3 +417,28 @@ async def test_detached_child_survives_and_is_adopted_by_the_next_owner(
     await second.stop()
     _, status = await asyncio.to_thread(os.waitpid, pid, 0)  # ended by the second owner
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+async def test_an_orphan_gone_before_it_is_watched_is_a_crash(
+    make_child: MakeChild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orphan ends between the create-time check and the pidfd: its exit is not lost."""
+    port = free_port()
+    child = make_child(make_spec(port=port))
+    recorder, _ = watched(child)
+    orphan = await spawn_orphan(port)
+    try:
+
+        def gone(pid: int, flags: int = 0) -> int:
+            raise ProcessLookupError(pid)
+
+        monkeypatch.setattr(os, "pidfd_open", gone)
+        assert await child.adopt(orphan.pid, psutil.Process(orphan.pid).create_time())
+        monkeypatch.undo()
+        events = await recorder.until(S.BACKOFF)
+        assert events[-1].pid == orphan.pid  # handled as the orphan's exit, then restarted
+    finally:
+        if orphan.returncode is None:
+            orphan.kill()
+        await orphan.wait()
+        await child.stop()
