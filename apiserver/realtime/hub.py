@@ -300,6 +300,7 @@ class Hub:
         kicked me out" and do not reconnect, while a daemon restart should look like a dropped
         connection, which they recover from by themselves.
         """
+        self._sio.engine.trimmer.close()
         for task in tuple(self._tasks):
             task.cancel()
         if self._tasks:

@@ -21,13 +21,9 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
-from apiserver.realtime.transport import (
-    Backlog,
-    BoundedQueue,
-    DirectQueue,
-    DirectWebSocket,
-    Limits,
-)
+from apiserver.realtime.heap import HeapTrimmer
+from apiserver.realtime.transport import Backlog, BoundedQueue, DirectQueue, Limits
+from apiserver.realtime.websocket import DirectWebSocket
 from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.realtime")
@@ -86,7 +82,9 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             eio_payload.Payload.max_decode_packets, MAX_POST_PACKETS
         )
         self.fast = fast
-        self.backlog = Backlog(limits, self._too_slow)
+        # Memory freed by a drained burst or by departed clients goes back to the system.
+        self.trimmer = HeapTrimmer()
+        self.backlog = Backlog(limits, self._too_slow, on_drained=self.trimmer.request)
         self.input_warnings = InputWarnings()
         if fast:
             # A copy: the driver table is a module-level dict shared by every server.
@@ -200,6 +198,7 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
             self.engine.input_warnings.forget(eio_sid)
+            self.engine.trimmer.request()
             if socket is not None:
                 queue = socket.queue
                 if isinstance(queue, BoundedQueue):

@@ -1,6 +1,6 @@
-"""Engine.IO plumbing: bounded per-client queues, and direct websocket writes (the fast path).
+"""Engine.IO plumbing: bounded per-client queues and shared event frames (both modes).
 
-Every Engine.IO socket gets a ``BoundedQueue`` (both modes):
+Every Engine.IO socket gets a ``BoundedQueue``:
 
 - it counts the bytes waiting for its client; a client over ``Limits.client_bytes`` (or the
   biggest backlog once the whole server is over ``Limits.total_bytes``) is disconnected with
@@ -10,15 +10,14 @@ Every Engine.IO socket gets a ``BoundedQueue`` (both modes):
 - a long-poll takes at most ``MAX_POLL_PACKETS`` packets, the most a python-engineio client
   accepts in one payload.
 
-The fast path adds ``DirectQueue`` and ``DirectWebSocket``: an event put on an idle, upgraded
-websocket is written straight to the transport as a websocket frame built once for every
-client (server frames are unmasked and compression is not negotiated, so the frame is the same
-for everyone). Only events take that shortcut: pings, pongs, upgrades and closes always go
-through Engine.IO's writer task, so its own timers see them as the protocol expects. A packet
-the writer took but has not written yet (``taken``), or a transport still holding unsent bytes
-(the client is behind: the kernel's socket buffer is full), makes events queue behind it, in
-order and shared; Engine.IO's writer task then sends them through aiohttp, whose flow control
-keeps each transport at about 64 KiB plus one event.
+The fast path adds ``DirectQueue``: an event put on an idle, upgraded websocket is written at
+once by ``websocket.DirectWebSocket``, from a websocket frame built once for every client
+(server frames are unmasked and compression is not negotiated, so the frame is the same for
+everyone). Only events take that shortcut: pings, pongs, upgrades and closes always go through
+Engine.IO's writer task, so its own timers see them as the protocol expects. A packet the
+writer took but has not written yet (``taken``), or a transport still holding unsent bytes,
+makes events queue behind it, in order and shared. What the kernel did not take of a frame
+written at once waits in the queue as a ``FrameRest``: a view of the shared frame, not a copy.
 
 The fast path uses private parts of python-engineio (checked at start by
 ``apiserver.realtime.compat``, which falls back to the supported path when one is missing).
@@ -30,18 +29,23 @@ import asyncio
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
+
+if TYPE_CHECKING:  # only a type here; importing it would be circular
+    from apiserver.realtime.websocket import DirectWebSocket
 
 # python-engineio's client refuses payloads of more packets than this ("Too many packets").
 MAX_POLL_PACKETS = 16
+# A backlog this big, once sent, is worth giving the freed memory back (see realtime.heap).
+DRAINED_BURST = 4 * 1024 * 1024
 TOO_SLOW = "too slow: more than {cap} bytes of events waited for this client"
 
-_OP_TEXT = 0x1
-_OP_BINARY = 0x2
-_OP_CLOSE = 0x8
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PONG = 0xA
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ class Limits:
     total_bytes: int = 64 * 1024 * 1024
 
 
-def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
+def ws_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     """Return one unmasked, final websocket frame (RFC 6455 §5.2) carrying ``payload``."""
     first = 0x80 | opcode
     size = len(payload)
@@ -65,10 +69,14 @@ def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
     return header + payload
 
 
-def _frame_of(message: str | bytes) -> bytes:
-    if isinstance(message, bytes):
-        return ws_frame(message, _OP_BINARY)
-    return ws_frame(message.encode(), _OP_TEXT)
+class SharedText(str):
+    """An encoded packet that carries its websocket frame (or the unsent rest of one).
+
+    Engine.IO's writer task hands ``packet.encode()`` to the websocket: this string tells the
+    websocket which shared bytes to write, so no client encodes or frames its own copy.
+    """
+
+    frame: bytes | memoryview
 
 
 class FramedPacket(eio_packet.Packet):  # type: ignore[misc]
@@ -76,15 +84,41 @@ class FramedPacket(eio_packet.Packet):  # type: ignore[misc]
 
     def __init__(self, text: str) -> None:
         super().__init__(eio_packet.MESSAGE, data=text)
-        self.frame: bytes = _frame_of(self.encode())  # encode() caches the polling form too
+        encoded = SharedText(super().encode())
+        self.frame: bytes = ws_frame(encoded.encode(), OP_TEXT)
+        encoded.frame = self.frame
+        self.encode_cache = encoded  # what encode() returns from now on, for both transports
         self.size = len(self.frame)
         self.holders = 0  # queues holding this packet: its bytes count once in the backlog
+
+
+class RawFrame(eio_packet.Packet):  # type: ignore[misc]
+    """Bytes for the websocket only (no polling form): a pong, or the rest of a frame."""
+
+    def __init__(self, frame: bytes | memoryview) -> None:
+        super().__init__(eio_packet.NOOP)
+        self._encoded = SharedText()  # empty: ``encode_cache`` would not be used
+        self._encoded.frame = frame
+
+    def encode(self, b64: bool = False) -> SharedText:
+        return self._encoded
+
+
+class FrameRest(RawFrame):
+    """The part of a shared frame a websocket did not take yet, queued for the writer task."""
+
+    def __init__(self, shared: FramedPacket, rest: memoryview) -> None:
+        super().__init__(rest)
+        self.shared = shared  # its bytes count in the backlog as the shared packet's
+        self.rest = rest
 
 
 def packet_size(pkt: Any) -> int:
     """Return the bytes a queued packet stands for."""
     if isinstance(pkt, FramedPacket):
         return pkt.size
+    if isinstance(pkt, FrameRest):
+        return len(pkt.rest)
     data = getattr(pkt, "data", None)
     return len(data) + 1 if isinstance(data, str | bytes) else 8
 
@@ -92,11 +126,25 @@ def packet_size(pkt: Any) -> int:
 class Backlog:
     """The server-wide count of bytes waiting to be sent, and who to drop when it is too much."""
 
-    def __init__(self, limits: Limits, on_too_slow: Callable[[BoundedQueue, str], None]) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        on_too_slow: Callable[[BoundedQueue, str], None],
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
         self.limits = limits
         self.on_too_slow = on_too_slow
+        self.on_drained = on_drained  # told when a backlog of DRAINED_BURST or more is gone
         self.total = 0  # bytes of the packets in any queue, each shared packet once
+        self.high_water = 0  # the most ``total`` reached since it was last empty
         self.queues: set[BoundedQueue] = set()
+
+    def drained(self) -> None:
+        """Note that bytes left the backlog; report the end of a big one."""
+        if self.total == 0 and self.high_water >= DRAINED_BURST:
+            self.high_water = 0
+            if self.on_drained is not None:
+                self.on_drained()
 
     def over(self, queue: BoundedQueue) -> str | None:
         """Return why ``queue``'s client must go, or None while everything is within limits."""
@@ -152,24 +200,29 @@ class BoundedQueue(asyncio.Queue[Any]):
         self.pending += size
         if self.backlog is None:
             return
-        if isinstance(item, FramedPacket):
-            item.holders += 1
-            if item.holders == 1:
-                self.backlog.total += size
+        shared = item.shared if isinstance(item, FrameRest) else item
+        if isinstance(shared, FramedPacket):
+            shared.holders += 1
+            if shared.holders == 1:
+                self.backlog.total += shared.size
         else:
             self.backlog.total += size
+        self.backlog.high_water = max(self.backlog.high_water, self.backlog.total)
 
     def _release(self, item: Any) -> None:
         size = packet_size(item)
         self.pending -= size
         if self.backlog is None:
             return
-        if isinstance(item, FramedPacket):
-            item.holders -= 1
-            if item.holders == 0:
-                self.backlog.total -= size
+        shared = item.shared if isinstance(item, FrameRest) else item
+        if isinstance(shared, FramedPacket):
+            shared.holders -= 1
+            if shared.holders == 0:
+                self.backlog.total -= shared.size
+                self.backlog.drained()
         else:
             self.backlog.total -= size
+            self.backlog.drained()
 
     def set_buffered(self, size: int) -> None:
         """Account for the bytes the client's transport holds (websocket fast path).
@@ -227,7 +280,9 @@ class DirectQueue(BoundedQueue):
             and self.dropped is None
             and ws.ready
         ):
-            ws.write_frame(item.frame)
+            rest = ws.write_now(item.frame)
+            if rest is not None:  # the queue is empty: the rest goes out first, in order
+                super().put_nowait(FrameRest(item, rest))
             return
         super().put_nowait(item)
 
@@ -242,118 +297,3 @@ class DirectQueue(BoundedQueue):
         """Count one taken packet as written (called by the websocket)."""
         if self.taken > 0:
             self.taken -= 1
-
-
-class DirectWebSocket:
-    """Engine.IO's aiohttp websocket driver, without compression and with direct writes."""
-
-    def __init__(self, handler: Any, server: Any) -> None:
-        self.handler = handler
-        self.server = server
-        # ``handler`` is the bound ``_websocket_handler`` of the Engine.IO socket.
-        self.socket: Any = getattr(handler, "__self__", None)
-        self.environ: dict[str, Any] | None = None
-        self._ws: web.WebSocketResponse | None = None
-        self._transport: asyncio.Transport | None = None
-
-    @property
-    def queue(self) -> DirectQueue | None:
-        queue = getattr(self.socket, "queue", None)
-        return queue if isinstance(queue, DirectQueue) else None
-
-    @property
-    def upgraded(self) -> bool:
-        socket = self.socket
-        return socket is not None and socket.upgraded and not socket.upgrading
-
-    @property
-    def ready(self) -> bool:
-        """Return True when an event may be written now, bypassing the writer task."""
-        transport = self._transport
-        return (
-            self.upgraded
-            and not self.socket.closed
-            and transport is not None
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() == 0
-        )
-
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        request: web.Request = environ["aiohttp.request"]
-        # No permessage-deflate: identical frames for every client, no per-client compressor.
-        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await ws.prepare(request)
-        self._ws = ws
-        self._transport = request.transport
-        self.environ = environ
-        queue = self.queue
-        if queue is not None:
-            queue.ws = self
-        try:
-            await self.handler(self)
-        finally:
-            if queue is not None and queue.ws is self:
-                queue.ws = None
-                queue.set_buffered(0)
-        return ws
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-
-    def hang_up(self) -> None:
-        """Send a websocket close frame (1001 going away) and close the connection."""
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(ws_frame(struct.pack("!H", 1001), _OP_CLOSE))
-            transport.close()  # flushes what is buffered first
-
-    def abort(self) -> None:
-        """Drop the connection now, unsent bytes included."""
-        if self._transport is not None:
-            self._transport.abort()
-
-    async def send(self, message: str | bytes) -> None:
-        """Write one encoded packet (Engine.IO's writer task and upgrade probe call this).
-
-        This is the path of a client that fell behind: aiohttp frames the message and waits,
-        without polling, until the transport drained below its limit.
-        """
-        ws = self._ws
-        transport = self._transport
-        if ws is None or transport is None or transport.is_closing():
-            return
-        try:
-            if isinstance(message, bytes):
-                await ws.send_bytes(message)
-            else:
-                await ws.send_str(message)
-        finally:
-            queue = self.queue
-            if queue is not None:
-                queue.written()
-                queue.set_buffered(transport.get_write_buffer_size())
-
-    def write_frame(self, frame: bytes) -> None:
-        """Write a finished frame now, and account for what the transport still holds."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return  # the connection is going away; Engine.IO notices and cleans up
-        transport.write(frame)
-        queue = self.queue
-        if queue is not None:
-            size = transport.get_write_buffer_size()
-            if size or queue.buffered:
-                queue.set_buffered(size)
-
-    async def wait(self) -> str | bytes:
-        """Return the next message from the client (OSError when the connection closed)."""
-        assert self._ws is not None
-        msg = await self._ws.receive()
-        if msg.type == WSMsgType.ERROR:  # e.g. a message over max_msg_size: aiohttp closes
-            warnings = getattr(self.server, "input_warnings", None)
-            if warnings is not None:
-                warnings.warn(getattr(self.socket, "sid", "?"), "oversize")
-        if not isinstance(msg.data, bytes | str):
-            raise OSError("websocket closed")
-        return msg.data

@@ -27,18 +27,20 @@ class StalledWebSocket:
         self.sock = socket.socket()
         self.sid = ""
 
-    async def open(self, daemon: Daemon) -> StalledWebSocket:
+    async def open(self, daemon: Daemon | int) -> StalledWebSocket:
+        """Connect to the daemon (or to a server on this loopback port)."""
+        port = daemon if isinstance(daemon, int) else daemon.port
         loop = asyncio.get_running_loop()
         sock = self.sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills fast
         sock.setblocking(False)
-        await loop.sock_connect(sock, ("127.0.0.1", daemon.port))
+        await loop.sock_connect(sock, ("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         await loop.sock_sendall(
             sock,
             (
                 "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                f"Host: 127.0.0.1:{daemon.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode(),
         )

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,7 +24,9 @@ from engineio.async_socket import AsyncSocket
 
 from apiserver.realtime.compat import fast_path_problems
 from apiserver.realtime.server import SocketServer
-from apiserver.realtime.transport import DirectQueue, DirectWebSocket, FramedPacket, Limits
+from apiserver.realtime.transport import DirectQueue, FramedPacket, Limits
+from apiserver.realtime.websocket import WRITE_CHUNK, DirectWebSocket
+from tests.realtime.stalled import StalledWebSocket
 
 PING_INTERVAL = 0.2
 PING_TIMEOUT = 0.4
@@ -147,3 +152,87 @@ async def test_an_upgrade_from_polling_ends_on_the_direct_websocket(
         assert await asyncio.wait_for(received.get(), 5) == {"ok": True}
     finally:
         await client.disconnect()
+
+
+def masked_frame(payload: bytes, opcode: int) -> bytes:
+    """Return one small masked client frame (RFC 6455 §5.3)."""
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    return (
+        bytes((0x80 | opcode, 0x80 | len(payload)))
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+async def read_frame(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
+    """Read one unmasked server frame: (opcode, payload)."""
+    loop = asyncio.get_running_loop()
+
+    async def need(n: int) -> None:
+        while len(buffer) < n:
+            chunk = await loop.sock_recv(sock, 1 << 20)
+            assert chunk, "connection closed"
+            buffer.extend(chunk)
+
+    await need(2)
+    size, offset = buffer[1] & 0x7F, 2
+    if size == 126:
+        await need(4)
+        size, offset = struct.unpack("!H", buffer[2:4])[0], 4
+    elif size == 127:
+        await need(10)
+        size, offset = struct.unpack("!Q", buffer[2:10])[0], 10
+    await need(offset + size)
+    opcode, payload = buffer[0] & 0x0F, bytes(buffer[offset : offset + size])
+    del buffer[: offset + size]
+    return opcode, payload
+
+
+async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
+    aiohttp_server: Any,
+) -> None:
+    # Two clients that stop reading while 1 MB events pile up: what the kernel does not take
+    # waits as views of the one shared frame, their transports never hold more than a chunk,
+    # and a websocket ping in the middle of a frame is answered after it, not inside it.
+    sio = SocketServer(fast=True, limits=Limits(), async_mode="aiohttp", ping_interval=25)
+    app = web.Application()
+    sio.attach(app, socketio_path="socket.io")
+    srv = await aiohttp_server(app)
+    loop = asyncio.get_running_loop()
+    clients = [await StalledWebSocket().open(srv.port) for _ in range(2)]
+    try:
+        sockets = [sio.eio.sockets[c.sid] for c in clients]
+        await wait_until(lambda: all(s.upgraded for s in sockets))
+        events = [FramedPacket(f'2["big",{i},"{"x" * 1_000_000}"]') for i in range(8)]
+        for pkt in events:
+            for socket_ in sockets:
+                socket_.queue.put_nowait(pkt)
+        await asyncio.sleep(0.2)  # the writer tasks write what the kernel takes meanwhile
+        for socket_ in sockets:
+            queue = socket_.queue
+            assert isinstance(queue.ws, DirectWebSocket)
+            assert queue.ws._transport is not None
+            assert queue.ws._transport.get_write_buffer_size() <= WRITE_CHUNK
+            assert queue.qsize() + queue.taken > 1  # behind: events wait in the queue or writer
+        assert sio.engine.backlog.total <= sum(pkt.size for pkt in events)  # shared: once
+
+        sock = clients[0].sock
+        await loop.sock_sendall(sock, masked_frame(b"mid-frame", 0x9))  # a websocket ping
+        buffer = bytearray()
+        got: list[str] = []
+        pong_after = -1
+        while len(got) < len(events) or pong_after < 0:
+            opcode, payload = await asyncio.wait_for(read_frame(sock, buffer), 10)
+            if opcode == 0xA:
+                assert payload == b"mid-frame"
+                pong_after = len(got)
+            elif opcode == 0x1 and payload.startswith(b"42"):
+                got.append(payload.decode())
+            elif payload == b"2":
+                await loop.sock_sendall(sock, masked_frame(b"3", 0x1))
+        assert got[: len(events)] == [pkt.encode() for pkt in events]  # whole, in order
+    finally:
+        for client in clients:
+            client.close()
+        await sio.shutdown()

@@ -16,11 +16,11 @@ from apiserver.realtime.transport import (
     Backlog,
     BoundedQueue,
     DirectQueue,
-    DirectWebSocket,
     FramedPacket,
     Limits,
     ws_frame,
 )
+from apiserver.realtime.websocket import DirectWebSocket
 
 
 def parse_frame(frame: bytes) -> tuple[int, bytes]:
@@ -55,8 +55,8 @@ class FakeTransport:
         self.buffered = buffered
         self.aborted = False
 
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
+    def write(self, data: bytes | memoryview) -> None:
+        self.written.append(bytes(data))
 
     def is_closing(self) -> bool:
         return self.aborted
@@ -224,7 +224,7 @@ async def test_a_websocket_transport_buffer_counts_in_the_backlog() -> None:
     socket, ws = direct_ws(transport, backlog)
     socket.queue.put_nowait(event("a"))
     transport.buffered = 200_000  # the client stopped reading
-    ws.write_frame(event("b").frame)
+    ws.write_now(event("b").frame)
     assert dropped == [socket.queue]
 
 

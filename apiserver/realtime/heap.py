@@ -1,0 +1,85 @@
+"""Give memory freed by departed clients and sent bursts back to the system (glibc only).
+
+A burst of events to many clients allocates and frees many buffers of tens of KiB (websocket
+frames, the transports' buffers). glibc's allocator keeps the freed space of its heap unless
+it is at the very top, so the process kept its peak size long after the clients left;
+``malloc_trim(0)`` returns every free page of every arena to the kernel. It runs in a worker
+thread (it walks the whole heap), a moment after the last of a series of requests, and at most
+once per ``min_interval`` seconds. Elsewhere than on glibc it does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import time
+from collections.abc import Callable
+
+from qwenstack_core.logsetup import get_logger
+
+log = get_logger("apiserver.realtime")
+
+
+def load_malloc_trim() -> Callable[[int], int] | None:
+    """Return glibc's ``malloc_trim``, or None when the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    result: Callable[[int], int] = trim
+    return result
+
+
+class HeapTrimmer:
+    """Trim the C heap a little after clients leave or a big backlog drained, rate-limited."""
+
+    def __init__(
+        self,
+        trim: Callable[[int], int] | None = None,
+        *,
+        delay: float = 1.0,
+        min_interval: float = 10.0,
+    ) -> None:
+        self._trim = trim if trim is not None else load_malloc_trim()
+        self._delay = delay  # let a wave of disconnects finish first
+        self._min_interval = min_interval
+        self._last = -min_interval
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: asyncio.Future[int] | None = None
+        self.trims = 0
+
+    @property
+    def available(self) -> bool:
+        return self._trim is not None
+
+    def request(self) -> None:
+        """Ask for a trim; requests within the delay or the interval make one trim."""
+        if self._trim is None or self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = max(self._delay, self._last + self._min_interval - time.monotonic())
+        self._timer = loop.call_later(wait, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._trim is None or self._running is not None:
+            return
+        self._last = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._running = loop.run_in_executor(None, self._trim, 0)
+        self._running.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[int]) -> None:
+        self._running = None
+        self.trims += 1
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("heap_trim_failed", error=type(future.exception()).__name__)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

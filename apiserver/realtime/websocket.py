@@ -1,0 +1,215 @@
+"""The fast path's websocket: Engine.IO's aiohttp driver, writing shared event frames.
+
+An event frame is built once (``transport.FramedPacket``) and written to every client's
+transport from that one ``bytes`` object, ``WRITE_CHUNK`` bytes at a time and only while the
+transport holds nothing: asyncio's selector transport copies whatever the kernel does not take
+into a buffer of its own, so writing into a backlog would give every slow client a private
+copy of each event. This way a client that falls behind holds at most one chunk of copied
+bytes; the rest of what it waits for are references to the shared frames, in its queue.
+
+Frames of other packets (pings, pongs, the upgrade's probe, closes) take aiohttp's path, from
+Engine.IO's writer task, between two event frames: never inside one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from apiserver.realtime.transport import (
+    OP_CLOSE,
+    OP_PONG,
+    DirectQueue,
+    RawFrame,
+    ws_frame,
+)
+
+# Bytes handed to the transport in one write. A client that stopped reading holds at most this
+# much as a private copy (the transport's buffer); smaller means more system calls per event.
+WRITE_CHUNK = 64 * 1024
+
+
+class DirectWebSocket:
+    """Engine.IO's aiohttp websocket driver, without compression and with direct writes."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.handler = handler
+        self.server = server
+        # ``handler`` is the bound ``_websocket_handler`` of the Engine.IO socket.
+        self.socket: Any = getattr(handler, "__self__", None)
+        self.environ: dict[str, Any] | None = None
+        self._ws: web.WebSocketResponse | None = None
+        self._request: web.Request | None = None
+        self._transport: asyncio.Transport | None = None
+        self._in_frame = False  # part of an event frame is written, the rest is not yet
+
+    @property
+    def queue(self) -> DirectQueue | None:
+        queue = getattr(self.socket, "queue", None)
+        return queue if isinstance(queue, DirectQueue) else None
+
+    @property
+    def upgraded(self) -> bool:
+        socket = self.socket
+        return socket is not None and socket.upgraded and not socket.upgrading
+
+    @property
+    def ready(self) -> bool:
+        """Return True when an event may be written now, bypassing the writer task."""
+        transport = self._transport
+        return (
+            self.upgraded
+            and not self.socket.closed
+            and not self._in_frame
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        # No permessage-deflate: identical frames for every client, no per-client compressor.
+        # No automatic pong: it could land inside a frame written in chunks (see ``wait``).
+        ws = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False, autoping=False
+        )
+        await ws.prepare(request)
+        self._ws = ws
+        self._request = request
+        self._transport = transport = request.transport
+        if transport is not None:
+            # Pause (and let ``_drained`` wait) as soon as the transport holds anything, and
+            # resume only once it is empty: it never holds more than one chunk of an event.
+            transport.set_write_buffer_limits(high=0, low=0)
+        self.environ = environ
+        queue = self.queue
+        if queue is not None:
+            queue.ws = self
+        try:
+            await self.handler(self)
+        finally:
+            if queue is not None and queue.ws is self:
+                queue.ws = None
+                queue.set_buffered(0)
+        return ws
+
+    async def close(self) -> None:
+        if self._in_frame:
+            self.abort()  # a close frame now would land inside an event frame
+        elif self._ws is not None:
+            await self._ws.close()
+
+    def hang_up(self) -> None:
+        """Send a websocket close frame (1001 going away) and close the connection."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._in_frame:
+            transport.abort()
+            return
+        transport.write(ws_frame(struct.pack("!H", 1001), OP_CLOSE))
+        transport.close()  # flushes what is buffered first
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent bytes included."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+    async def send(self, message: str | bytes) -> None:
+        """Write one encoded packet (Engine.IO's writer task and upgrade probe call this).
+
+        Events carry their shared frame (``transport.SharedText``): it is written in chunks,
+        each once the transport drained. Other packets are framed by aiohttp.
+        """
+        ws = self._ws
+        transport = self._transport
+        if ws is None or transport is None or transport.is_closing():
+            return
+        frame = getattr(message, "frame", None)
+        try:
+            if frame is not None:
+                await self._send_shared(memoryview(frame), transport)
+            elif isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_str(message)
+        finally:
+            queue = self.queue
+            if queue is not None:
+                queue.written()
+                queue.set_buffered(transport.get_write_buffer_size())
+
+    async def _send_shared(self, view: memoryview, transport: asyncio.Transport) -> None:
+        while view:
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size():
+                await self._drained()
+                continue
+            rest = self.write_now(view)
+            view = rest if rest is not None else view[:0]
+
+    async def _drained(self) -> None:
+        """Wait until the transport is empty (aiohttp's flow control, see ``__call__``)."""
+        assert self._request is not None
+        transport = self._transport
+        await self._request.writer.drain()
+        if transport is not None and transport.get_write_buffer_size():
+            await asyncio.sleep(0)  # not paused (no flow control): do not spin the loop
+
+    def write_now(self, frame: bytes | memoryview) -> memoryview | None:
+        """Write what the kernel takes of ``frame`` now; return the rest (None: all written).
+
+        The transport must be empty. Chunks go out while it stays empty; the first chunk the
+        kernel does not take entirely stays in the transport's buffer (a copy of at most
+        ``WRITE_CHUNK`` bytes), and the rest is returned as a view of the shared frame.
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._in_frame = False
+            return None  # the connection is going away; Engine.IO notices and cleans up
+        view = memoryview(frame)
+        while view:
+            transport.write(view[:WRITE_CHUNK])
+            view = view[WRITE_CHUNK:]
+            if transport.get_write_buffer_size():
+                break
+        self._in_frame = bool(view)
+        queue = self.queue
+        if queue is not None:
+            size = transport.get_write_buffer_size()
+            if size or queue.buffered:
+                queue.set_buffered(size)
+        return view if view else None
+
+    def _pong(self, data: bytes) -> None:
+        """Answer a websocket ping, between two event frames (RFC 6455 §5.5.3)."""
+        frame = ws_frame(data, OP_PONG)
+        queue = self.queue
+        if self._in_frame and queue is not None:
+            queue.put_nowait(RawFrame(frame))  # behind the rest of the frame being written
+        elif self._transport is not None and not self._transport.is_closing():
+            self._transport.write(frame)
+
+    async def wait(self) -> str | bytes:
+        """Return the next message from the client (OSError when the connection closed)."""
+        assert self._ws is not None
+        while True:
+            msg = await self._ws.receive()
+            if msg.type == WSMsgType.PING:
+                self._pong(msg.data)
+                continue
+            if msg.type == WSMsgType.PONG:
+                continue
+            break
+        if msg.type == WSMsgType.ERROR:  # e.g. a message over max_msg_size: aiohttp closes
+            warnings = getattr(self.server, "input_warnings", None)
+            if warnings is not None:
+                warnings.warn(getattr(self.socket, "sid", "?"), "oversize")
+        if not isinstance(msg.data, bytes | str):
+            raise OSError("websocket closed")
+        return msg.data

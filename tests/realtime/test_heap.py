@@ -1,0 +1,48 @@
+"""Giving freed heap memory back: one trim per wave of requests, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from apiserver.realtime.heap import HeapTrimmer, load_malloc_trim
+
+
+async def test_a_wave_of_requests_makes_one_trim_in_a_worker_thread() -> None:
+    calls: list[tuple[int, bool]] = []
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def trim(pad: int) -> int:
+        calls.append((pad, threading.current_thread() is threading.main_thread()))
+        loop.call_soon_threadsafe(done.set)
+        return 1
+
+    trimmer = HeapTrimmer(trim, delay=0.05, min_interval=0.3)
+    for _ in range(100):  # e.g. a thousand clients leaving at once
+        trimmer.request()
+    await asyncio.wait_for(done.wait(), 5)
+    assert calls == [(0, False)]  # malloc_trim(0), not on the event loop's thread
+
+    done.clear()
+    trimmer.request()  # within the interval: waits for its end, still one more trim
+    trimmer.request()
+    await asyncio.sleep(0.1)
+    assert len(calls) == 1
+    await asyncio.wait_for(done.wait(), 5)
+    assert len(calls) == 2
+    trimmer.close()
+
+
+async def test_without_glibc_requests_do_nothing() -> None:
+    trimmer = HeapTrimmer(None, delay=0)
+    trimmer._trim = None  # as on a C library without malloc_trim
+    trimmer.request()
+    await asyncio.sleep(0.01)
+    assert trimmer.trims == 0 and not trimmer.available
+
+
+def test_glibc_malloc_trim_is_found_here() -> None:
+    trim = load_malloc_trim()
+    assert trim is not None  # the daemon's supported platform is Linux with glibc
+    assert trim(0) in (0, 1)
