@@ -18,6 +18,8 @@ both events (spaced writes, each delivered before the next), events/s in a burst
 back-to-back creates (until the last client has the last event), server CPU per event in the
 burst, peak RSS during the burst, and RSS after all clients left minus RSS before they came.
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
+Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node server,
+client workers) before it exits.
 
 Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 20]
        [--burst 200] [--workers 4] [--servers fast,supported,node]
@@ -32,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -107,6 +110,20 @@ class Bench:
         self.leave: dict[str, float] = {}  # MiB after clients left minus before they came
         self.seed: dict[str, Any] = {}
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
+        self.started: list[asyncio.subprocess.Process] = []  # ended by ``end_all`` at exit
+
+    async def spawn(self, *argv: str, **options: Any) -> asyncio.subprocess.Process:
+        """Start a process this benchmark owns (so an interruption ends it too)."""
+        proc = await asyncio.create_subprocess_exec(*argv, **options)
+        self.started.append(proc)
+        return proc
+
+    def end_all(self) -> None:
+        """Kill whatever this benchmark started and is still running (interrupted runs)."""
+        for proc in self.started:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
 
     async def start_daemon(self, mode: str) -> tuple[asyncio.subprocess.Process, str]:
         port = free_port()
@@ -121,14 +138,14 @@ class Bench:
             "PROVIDER_ROUTER_PORT": str(free_port()),
             "SOCKETIO_FAST_PATH": "on" if mode == "fast" else "off",
         }
-        proc = await asyncio.create_subprocess_exec(
+        proc = await self.spawn(
             sys.executable, "-m", "apiserver", env=env, stdout=asyncio.subprocess.DEVNULL
         )
         return proc, f"http://127.0.0.1:{port}"
 
     async def start_node(self) -> tuple[asyncio.subprocess.Process, str]:
         options = json.dumps({"port": free_port(), **self.seed})
-        proc = await asyncio.create_subprocess_exec(
+        proc = await self.spawn(
             self.node, str(JS_DIR / "reference-server.mjs"), options,
             cwd=JS_DIR, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -137,13 +154,20 @@ class Bench:
         return proc, f"http://127.0.0.1:{port}"
 
     async def run(self) -> None:
+        # SIGTERM cancels the run like Ctrl-C does, so the cleanups below run either way.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000 sockets per side
-        async with aiohttp.ClientSession() as http:
-            self.http = http
-            for server in self.args.servers:
-                await self.run_server(server)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            async with aiohttp.ClientSession() as http:
+                self.http = http
+                for server in self.args.servers:
+                    await self.run_server(server)
+        finally:
+            self.end_all()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     async def run_server(self, server: str) -> None:
         if server == "node":
@@ -167,7 +191,7 @@ class Bench:
                 await self.toggle(i)
             rss_before = sproc.memory_info().rss
             for _ in range(self.args.workers):
-                wproc = await asyncio.create_subprocess_exec(
+                wproc = await self.spawn(
                     self.node, str(JS_DIR / "bench-worker.mjs"), json.dumps({"url": url}),
                     cwd=JS_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                     limit=2**28,
@@ -353,7 +377,14 @@ def main() -> None:
     args.clients = sorted(int(c) for c in args.clients.split(","))
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     bench = Bench(args)
-    asyncio.run(bench.run())
+    try:
+        asyncio.run(bench.run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        bench.end_all()  # in case the run was interrupted before its own cleanup
+        print("interrupted: every process the benchmark started was ended", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        shutil.rmtree(bench.tmp, ignore_errors=True)
     bench.summary()
 
 

@@ -108,7 +108,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
                 log.warning("socketio_client_too_slow", eio_sid=sid, why=why)
                 ws = getattr(queue, "ws", None)
                 if isinstance(ws, DirectWebSocket):
-                    ws.abort()
+                    ws.refuse(why)  # a close frame with the reason, after what is on its way
                 task = asyncio.get_running_loop().create_task(
                     socket.close(wait=False, abort=True, reason=why)
                 )

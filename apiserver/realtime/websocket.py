@@ -27,6 +27,11 @@ from apiserver.realtime.transport import (
     ws_frame,
 )
 
+# Close code for a client dropped for falling behind: "try again later" (RFC 6455 §7.4,
+# IANA registry); the client reconnects and catches up with ``sync``.
+CLOSE_TRY_AGAIN_LATER = 1013
+# Seconds a refused client gets to read its close frame before the connection is dropped.
+CLOSE_GRACE_S = 5.0
 # Bytes handed to the transport in one write. A client that stopped reading holds at most this
 # much as a private copy (the transport's buffer); smaller means more system calls per event.
 WRITE_CHUNK = 64 * 1024
@@ -44,7 +49,7 @@ class DirectWebSocket:
         self._ws: web.WebSocketResponse | None = None
         self._request: web.Request | None = None
         self._transport: asyncio.Transport | None = None
-        self._in_frame = False  # part of an event frame is written, the rest is not yet
+        self._rest: memoryview | None = None  # the unwritten part of the frame being written
 
     @property
     def queue(self) -> DirectQueue | None:
@@ -63,7 +68,7 @@ class DirectWebSocket:
         return (
             self.upgraded
             and not self.socket.closed
-            and not self._in_frame
+            and self._rest is None
             and transport is not None
             and not transport.is_closing()
             and transport.get_write_buffer_size() == 0
@@ -97,17 +102,37 @@ class DirectWebSocket:
         return ws
 
     async def close(self) -> None:
-        if self._in_frame:
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            return  # refused or hung up already
+        if self._rest is not None:
             self.abort()  # a close frame now would land inside an event frame
         elif self._ws is not None:
             await self._ws.close()
+
+    def refuse(self, reason: str) -> None:
+        """Close with code 1013 and ``reason`` after the frame being written, then hang up.
+
+        A client that still reads learns why it was dropped; one that does not is cut off
+        after ``CLOSE_GRACE_S``. The rest of the frame being written is copied once.
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._rest is not None:
+            transport.write(self._rest)
+            self._rest = None
+        payload = struct.pack("!H", CLOSE_TRY_AGAIN_LATER) + reason.encode()[:123]
+        transport.write(ws_frame(payload, OP_CLOSE))
+        transport.close()  # flushes what is buffered first
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self.abort)
 
     def hang_up(self) -> None:
         """Send a websocket close frame (1001 going away) and close the connection."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._in_frame:
+        if self._rest is not None:
             transport.abort()
             return
         transport.write(ws_frame(struct.pack("!H", 1001), OP_CLOSE))
@@ -170,7 +195,7 @@ class DirectWebSocket:
         """
         transport = self._transport
         if transport is None or transport.is_closing():
-            self._in_frame = False
+            self._rest = None
             return None  # the connection is going away; Engine.IO notices and cleans up
         view = memoryview(frame)
         while view:
@@ -178,7 +203,7 @@ class DirectWebSocket:
             view = view[WRITE_CHUNK:]
             if transport.get_write_buffer_size():
                 break
-        self._in_frame = bool(view)
+        self._rest = view if view else None
         queue = self.queue
         if queue is not None:
             size = transport.get_write_buffer_size()
@@ -190,7 +215,7 @@ class DirectWebSocket:
         """Answer a websocket ping, between two event frames (RFC 6455 §5.5.3)."""
         frame = ws_frame(data, OP_PONG)
         queue = self.queue
-        if self._in_frame and queue is not None:
+        if self._rest is not None and queue is not None:
             queue.put_nowait(RawFrame(frame))  # behind the rest of the frame being written
         elif self._transport is not None and not self._transport.is_closing():
             self._transport.write(frame)

@@ -236,3 +236,33 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
         for client in clients:
             client.close()
         await sio.shutdown()
+
+
+async def test_a_client_dropped_for_falling_behind_is_told_why(aiohttp_server: Any) -> None:
+    # It stops reading until over its cap, then reads on: every frame it gets is whole, and
+    # the last is a close frame "try again later" with the reason (not just a dropped socket).
+    limits = Limits(client_bytes=3_000_000, total_bytes=10**9)
+    sio = SocketServer(fast=True, limits=limits, async_mode="aiohttp", ping_interval=25)
+    app = web.Application()
+    sio.attach(app, socketio_path="socket.io")
+    srv = await aiohttp_server(app)
+    client = await StalledWebSocket().open(srv.port)
+    try:
+        socket_ = sio.eio.sockets[client.sid]
+        await wait_until(lambda: socket_.upgraded)
+        for i in range(12):
+            if socket_.closed:
+                break
+            socket_.queue.put_nowait(FramedPacket(f'2["big",{i},"{"x" * 1_000_000}"]'))
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: socket_.closed)
+        buffer = bytearray()
+        frames: list[tuple[int, bytes]] = []
+        while not frames or frames[-1][0] != 0x8:
+            frames.append(await asyncio.wait_for(read_frame(client.sock, buffer), 10))
+        code, reason = struct.unpack("!H", frames[-1][1][:2])[0], frames[-1][1][2:].decode()
+        assert code == 1013 and reason.startswith("too slow"), (code, reason)
+        assert all(payload.startswith(b"4") for op, payload in frames[:-1] if op == 0x1)
+    finally:
+        client.close()
+        await sio.shutdown()
