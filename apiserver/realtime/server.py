@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
 
 import engineio
 import socketio
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
+from engineio.async_drivers import aiohttp as eio_aiohttp
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
 from apiserver.realtime.heap import HeapTrimmer
@@ -86,9 +89,33 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         self.trimmer = HeapTrimmer()
         self.backlog = Backlog(limits, self._too_slow, on_drained=self.trimmer.request)
         self.input_warnings = InputWarnings()
-        if fast:
-            # A copy: the driver table is a module-level dict shared by every server.
-            self._async = {**self._async, "websocket": DirectWebSocket}
+        self._pings: dict[str, asyncio.Task[Any]] = {}  # Engine.IO sid -> its ping task
+        # A copy: the driver table is a module-level dict shared by every server.
+        websocket = DirectWebSocket if fast else CheckedWebSocket
+        self._async = {**self._async, "websocket": websocket}
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        task = super().start_background_task(target, *args, **kwargs)
+        socket = getattr(target, "__self__", None)
+        is_ping = getattr(target, "__func__", None) is AsyncSocket._send_ping
+        if is_ping and isinstance(socket, AsyncSocket) and isinstance(task, asyncio.Task):
+            self._pings[socket.sid] = task
+            task.add_done_callback(functools.partial(self._ping_done, socket.sid))
+        return task
+
+    def _ping_done(self, sid: str, task: asyncio.Task[Any]) -> None:
+        if self._pings.get(sid) is task:
+            del self._pings[sid]
+
+    def forget_socket(self, sid: str) -> None:
+        """Cancel the ping a closed socket waits to send.
+
+        Engine.IO's ping task sleeps a whole ping interval before it sees the socket closed,
+        holding the socket (its queue, its request) that long after the client left.
+        """
+        task = self._pings.pop(sid, None)
+        if task is not None:
+            task.cancel()
 
     def create_queue(self, *args: Any, **kwargs: Any) -> BoundedQueue:
         return DirectQueue(self.backlog) if self.fast else BoundedQueue(self.backlog)
@@ -114,6 +141,30 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
                 )
                 _keep(task)
                 return
+
+
+class CheckedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp websocket (supported path), warning about oversize messages.
+
+    aiohttp closes a connection whose message is over ``max_msg_size`` and reports an ERROR
+    message, which python-engineio takes for a plain close; the fast path's ``DirectWebSocket``
+    logs the refusal, and so does this one. Should python-engineio keep its aiohttp response
+    elsewhere than ``_sock``, only the warning is lost.
+    """
+
+    async def wait(self) -> Any:
+        response = getattr(self, "_sock", None)
+        if not isinstance(response, web.WebSocketResponse):
+            return await super().wait()
+        msg = await response.receive()
+        if msg.type == WSMsgType.ERROR:
+            warnings = getattr(self.server, "input_warnings", None)
+            if warnings is not None:
+                sid = getattr(getattr(self.handler, "__self__", None), "sid", "?")
+                warnings.warn(sid, "oversize")
+        if not isinstance(msg.data, bytes | str):
+            raise OSError("websocket closed")
+        return msg.data
 
 
 _TASKS: set[asyncio.Task[Any]] = set()
@@ -198,6 +249,7 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
             self.engine.input_warnings.forget(eio_sid)
+            self.engine.forget_socket(eio_sid)
             self.engine.trimmer.request()
             if socket is not None:
                 queue = socket.queue

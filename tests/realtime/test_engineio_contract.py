@@ -266,3 +266,31 @@ async def test_a_client_dropped_for_falling_behind_is_told_why(aiohttp_server: A
     finally:
         client.close()
         await sio.shutdown()
+
+
+async def test_a_departed_client_is_not_held_by_its_ping_task(
+    server: tuple[SocketServer, str],
+) -> None:
+    # Engine.IO's ping task would keep the closed socket a whole ping interval longer.
+    sio, url = server
+    sio.eio.ping_interval = 25  # the task sleeps 25 s: only the cancel can end it soon
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        eio_sid = json.loads((await next_text(ws))[1:])["sid"]
+        await ws.send_str("40")
+        await next_text(ws)
+        socket_ = sio.eio.sockets[eio_sid]
+
+        def ping_tasks() -> list[asyncio.Task[Any]]:
+            return [
+                t
+                for t in asyncio.all_tasks()
+                if getattr(t.get_coro(), "__qualname__", "") == "AsyncSocket._send_ping"
+                and t.get_coro().cr_frame is not None  # type: ignore[union-attr]
+                and t.get_coro().cr_frame.f_locals.get("self") is socket_  # type: ignore[union-attr]
+            ]
+
+        await wait_until(lambda: len(ping_tasks()) == 1)
+    await wait_until(lambda: socket_.closed and ping_tasks() == [])
