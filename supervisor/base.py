@@ -23,6 +23,8 @@ from supervisor.states import ChildState
 
 _T = TypeVar("_T")
 S = ChildState
+SWEEP_DEFER = 1.0  # longest wait of a crashed run's sweep for the next run to get ready
+SETTLED = (S.RUNNING, S.BACKOFF, S.FAILED, S.STOPPING, S.STOPPED)
 
 
 class ChildBase(Listeners):
@@ -178,6 +180,18 @@ class ChildBase(Listeners):
                     future.set_result(new)
 
     # ------------------------------------------------------------------ helpers
+
+    async def _sweep(self, run: Run, *, after_start: bool) -> None:
+        """After a crash: kill every escaped descendant, let the output drain, report the exit.
+
+        ``after_start``: first let the new run get ready (at most SWEEP_DEFER seconds).
+        """
+        if after_start:
+            with contextlib.suppress(TimeoutError):
+                await self.wait_for_state(*SETTLED, timeout=SWEEP_DEFER)
+        await run.kill_leftovers()
+        await run.drain()
+        self._finish_run(run, expected=False)
 
     def _finish_run(self, run: Run, *, expected: bool) -> None:
         """Forget the run and tell exit listeners, once."""

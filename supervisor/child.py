@@ -299,21 +299,23 @@ class ChildProcess(ChildBase):
             self._run = None
             self._set_state(S.BACKOFF, reason=exit_text, **exit_kw)
         # Unexpected: the group and the known tree are killed now (cheap, and it releases the
-        # port); escaped descendants are swept by a scan that starts after the next spawn.
+        # port); escaped descendants are swept by a scan of /proc, after the next spawn.
         run.signal_all(signal.SIGKILL, list(run.tree.values()))
-        cleanup = self._spawn(self._sweep(run), "sweep")
+        if not decision.give_up:
+            self._pid = None
+            self._log.info("child_restart_scheduled", delay=round(decision.delay, 3),
+                           attempt=decision.attempt)  # fmt: skip
+            if decision.delay <= 0:
+                self._restarts += 1
+                self._begin_launch("restarting after failure")
+            else:
+                self._backoff_task = self._spawn(self._backoff(decision.delay), "backoff")
+        # A run spawned just now starts first: the sweep (and the exit record) would compete
+        # with it for the CPU. A launch that waits for the port does not wait for the sweep.
+        spawned = self._state is S.STARTING and self._run is not None
+        cleanup = self._spawn(self._sweep(run, after_start=spawned), "sweep")
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
-        if decision.give_up:
-            return
-        self._pid = None
-        self._log.info("child_restart_scheduled", delay=round(decision.delay, 3),
-                       attempt=decision.attempt)  # fmt: skip
-        if decision.delay <= 0:
-            self._restarts += 1
-            self._begin_launch("restarting after failure")
-        else:
-            self._backoff_task = self._spawn(self._backoff(decision.delay), "backoff")
 
     async def _give_up(
         self, run: Run, failures: int, exit_text: str, exit_kw: dict[str, Any]
@@ -330,12 +332,6 @@ class ChildProcess(ChildBase):
         self._run = None
         self._set_state(S.FAILED, reason=reason, **exit_kw)
         self._pid = None
-
-    async def _sweep(self, run: Run) -> None:
-        """After a crash: kill every escaped descendant, let the output drain, report the exit."""
-        await run.kill_leftovers()
-        await run.drain()
-        self._finish_run(run, expected=False)
 
     async def _backoff(self, delay: float) -> None:
         await asyncio.sleep(delay)
