@@ -7,7 +7,9 @@ it is at the very top, so the process kept its peak size long after the clients 
 180 MiB of fragmented heap, next to nothing when there is nothing to give back). It runs in a
 worker thread, ``delay`` seconds after a request, at most once per ``min_interval`` seconds,
 and once more after the last request of a wave (clients leaving one after the other), so what
-the wave freed is returned too. Elsewhere than on glibc it does nothing.
+the wave freed is returned too; then again ``follow_ups`` seconds later, for what is freed
+late (Engine.IO forgets closed sockets within a ping timeout, 20 s by default). Elsewhere
+than on glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class HeapTrimmer:
         *,
         delay: float = 0.2,
         min_interval: float = 1.0,
+        follow_ups: tuple[float, ...] = (3.0, 10.0, 30.0),
     ) -> None:
         self._trim = trim if trim is not None else load_malloc_trim()
         self._delay = delay
@@ -53,6 +56,8 @@ class HeapTrimmer:
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Future[int] | None = None
         self._again = False  # requested while a trim was running: one more after it
+        self._follow_ups = follow_ups
+        self._pending_follow_ups: list[asyncio.TimerHandle] = []
         self.trims = 0
 
     @property
@@ -63,6 +68,9 @@ class HeapTrimmer:
         """Ask for a trim; requests within the delay or the interval make one trim."""
         if self._trim is None or self._timer is not None:
             return
+        for handle in self._pending_follow_ups:  # rescheduled after the coming trim
+            handle.cancel()
+        self._pending_follow_ups.clear()
         if self._running is not None:
             self._again = True
             return
@@ -70,10 +78,19 @@ class HeapTrimmer:
         wait = max(self._delay, self._last + self._min_interval - time.monotonic())
         self._timer = loop.call_later(wait, self._start)
 
-    def _start(self) -> None:
-        self._timer = None
+    def _start(self, follow_up: bool = False) -> None:
+        if not follow_up:
+            self._timer = None
         if self._trim is None:
             return
+        if self._running is not None:
+            self._again = self._again or not follow_up  # a request is never lost
+            return
+        if not follow_up:
+            loop = asyncio.get_running_loop()
+            self._pending_follow_ups = [
+                loop.call_later(after, self._start, True) for after in self._follow_ups
+            ]
         self._last = time.monotonic()
         loop = asyncio.get_running_loop()
         self._running = loop.run_in_executor(None, self._trim, 0)
@@ -92,3 +109,6 @@ class HeapTrimmer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for handle in self._pending_follow_ups:
+            handle.cancel()
+        self._pending_follow_ups.clear()

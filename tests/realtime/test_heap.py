@@ -18,7 +18,7 @@ async def test_a_wave_of_requests_makes_one_trim_in_a_worker_thread() -> None:
         loop.call_soon_threadsafe(done.set)
         return 1
 
-    trimmer = HeapTrimmer(trim, delay=0.05, min_interval=0.3)
+    trimmer = HeapTrimmer(trim, delay=0.05, min_interval=0.3, follow_ups=())
     for _ in range(100):  # e.g. a thousand clients leaving at once
         trimmer.request()
     await asyncio.wait_for(done.wait(), 5)
@@ -46,3 +46,23 @@ def test_glibc_malloc_trim_is_found_here() -> None:
     trim = load_malloc_trim()
     assert trim is not None  # the daemon's supported platform is Linux with glibc
     assert trim(0) in (0, 1)
+
+
+async def test_memory_freed_late_is_trimmed_by_the_follow_ups() -> None:
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def trim(_pad: int) -> int:
+        calls.append(loop.time())
+        if len(calls) == 3:
+            loop.call_soon_threadsafe(done.set)
+        return 1
+
+    trimmer = HeapTrimmer(trim, delay=0.01, min_interval=0.01, follow_ups=(0.1, 0.2))
+    started = loop.time()
+    trimmer.request()
+    await asyncio.wait_for(done.wait(), 5)
+    assert len(calls) == 3  # the requested trim, then one per follow-up
+    assert calls[1] - started >= 0.1 and calls[2] - started >= 0.2
+    trimmer.close()
