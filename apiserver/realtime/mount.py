@@ -6,7 +6,7 @@ subscribes the hub to the publisher; ``setup`` mounts it, the test page and the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,11 +86,29 @@ async def serve_test_page(_request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "test-websocket.html")
 
 
+def static_files(directory: Path) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    """Return the handler of ``/static/{name}``: the files of ``directory``, nothing else.
+
+    aiohttp's ``add_static`` answers a missing file with an empty 404 decided while the
+    response is being sent, after every middleware ran; the package's files are fixed, so an
+    unknown name is refused up front and gets the JSON 404 of any unknown route.
+    """
+    files = {path.name: path for path in directory.iterdir() if path.is_file()}
+
+    async def serve(request: web.Request) -> web.FileResponse:
+        path = files.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    return serve
+
+
 def setup(app: web.Application, hub: Hub) -> None:
     """Mount Socket.IO at /socket.io/, the test page and the browser bundle."""
     hub.sio.attach(app, socketio_path="socket.io")
     app.router.add_get("/test-websocket.html", serve_test_page)
-    app.router.add_static("/static", STATIC_DIR)
+    app.router.add_get("/static/{name}", static_files(STATIC_DIR))
 
     async def shutdown(_app: web.Application) -> None:
         await hub.close()

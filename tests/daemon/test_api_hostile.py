@@ -246,10 +246,18 @@ async def test_json_at_the_depth_limit_is_stored_and_masked(api: Api) -> None:
     assert "s3cr3t" not in json.dumps(body)
 
 
-async def test_static_directory_is_route_not_found(api: Api) -> None:
-    for path in ("/static/", "/static"):
+async def test_static_directory_and_missing_files_are_route_not_found(api: Api) -> None:
+    for path in (
+        "/static/",
+        "/static",
+        "/static/missing.js",
+        "/static/dashboard.js/more",
+        "/static/..%2Fdashboard.py",
+    ):
         status, body = await api.get(path)
         assert_error(status, body, 404, "route_not_found")
+    status, body = await api.get("/static/dashboard.js")  # a file of the package still is one
+    assert status == 200 and isinstance(body, str) and body, body
 
 
 async def test_refused_socketio_origin_is_the_error_shape(api: Api) -> None:
