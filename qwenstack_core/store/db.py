@@ -39,12 +39,23 @@ _STORAGE_FAULTS = {
 def storage_fault(exc: sqlite3.Error, path: Path) -> StorageUnavailable | None:
     """Return the StorageUnavailable for a storage-level SQLite error, None for another one."""
     name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_IOERR") and not _writable(path):
+        # A file made read-only under an open connection (immutable, a permission the open
+        # descriptor ignores but the kernel enforces) fails as an I/O error: say what it is.
+        name = "SQLITE_READONLY"
     for prefix, sentence in _STORAGE_FAULTS.items():
         if name == prefix or name.startswith(prefix + "_"):
             return StorageUnavailable(
                 "Storage unavailable: " + sentence.format(path=path) + "; nothing was written"
             )
     return None
+
+
+def _writable(path: Path) -> bool:
+    """Return False when the kernel refuses to write the database file or its WAL."""
+    return all(
+        not os.path.exists(name) or os.access(name, os.W_OK) for name in (path, f"{path}-wal")
+    )
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:

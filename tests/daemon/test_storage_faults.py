@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -138,3 +139,57 @@ async def test_read_only_database_directory_is_refused_at_start(
         assert await remount.wait() == 0
         with pytest.raises(RuntimeError, match="Read-only file system"):
             await daemon_factory(db_path=mount / "store.db")
+
+
+@contextlib.contextmanager
+def immutable(*paths: Path) -> Iterator[None]:
+    """Make files immutable (``chattr +i``): the kernel then refuses every write to them, also
+    through descriptors opened before. A chmod cannot do that: an open descriptor keeps the
+    access it was opened with, so a daemon keeps writing to its open database after a chmod
+    (which is then no fault at all: nothing is refused, nothing is lost)."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr (e2fsprogs) is not installed")
+    done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(
+            "cannot make a file immutable here (needs CAP_LINUX_IMMUTABLE, i.e. root, and a file"
+            f" system with the attribute): {done.stderr.decode().strip()}"
+        )
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=False)
+
+
+async def test_database_made_read_only_at_runtime_is_503_and_loses_nothing(
+    daemon_factory: DaemonFactory, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    db = tmp_path / "ro.db"
+    daemon = await daemon_factory(db_path=db)
+    api = Api(http, daemon.url)
+    status, _ = await api.post("/api/models", model(1))
+    assert status == 201
+    # The database and its WAL, not the shared-memory index: SQLite maps that one into memory,
+    # where a write the kernel refuses is a SIGBUS rather than an error.
+    with immutable(db, Path(f"{db}-wal")):
+        status, body = await api.post("/api/models", model(2))
+        assert_error(status, body, 503, "storage_unavailable")
+        assert "read-only" in body["error"]["message"], body
+        await assert_degraded(api, "read-only")
+        status, body = await api.put("/api/settings/server.timeout", {"value": 5000})
+        assert_error(status, body, 503, "storage_unavailable")
+        status, body = await api.get("/api/models/m-1")  # reads still answer
+        assert status == 200, body
+    status, body = await api.post("/api/models", model(2))
+    assert status == 201, body
+    status, body = await api.get("/api/health")
+    assert body["status"] == "ok", body
+    # Every acknowledged write is in the file, the refused ones are not.
+    await daemon.stop()
+    daemon = await daemon_factory(db_path=db)
+    api = Api(http, daemon.url)
+    for n in (1, 2):
+        status, body = await api.get(f"/api/models/m-{n}")
+        assert status == 200, body
+    status, body = await api.get("/api/settings/server.timeout")
+    assert status == 200 and body["value"] != 5000, body
