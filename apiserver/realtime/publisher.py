@@ -77,6 +77,9 @@ class EventPublisher:
         self._idle.set()
         self._sinks: list[tuple[Sink, SyncSink | None]] = []
         self._task: asyncio.Task[None] | None = None
+        # True while the delivery task holds the queue's head (waiting on its gate or its
+        # sinks): nothing else may deliver then, or events would go out twice or out of order.
+        self._draining = False
 
     def add_sink(self, sink: Sink, *, now: SyncSink | None = None) -> None:
         """Register a coroutine that receives every event, and its synchronous form, if any.
@@ -123,12 +126,34 @@ class EventPublisher:
         return event
 
     def _gate_opened(self, timer: asyncio.TimerHandle, _gate: asyncio.Future[None]) -> None:
+        """A response was handed off: deliver what it held back now, else wake the task."""
         timer.cancel()
-        self._wakeup.set()
+        if self._draining or self._task is None or not self._deliver_open():
+            self._wakeup.set()
 
-    def _deliver_now(self, event: Event) -> int:
-        """Hand ``event`` to the sinks that take it synchronously, in order; return how many."""
-        for index, (_sink, now) in enumerate(self._sinks):
+    def _deliver_open(self) -> bool:
+        """Deliver the queued events whose gates are open, in order, to the synchronous sinks.
+
+        Only while the delivery task is not at work on the queue (``_draining``); return True
+        when nothing is left for it, False when it must take over (a closed gate, a sink that
+        cannot take an event now).
+        """
+        while self._pending:
+            event, gate, done, deadline = self._pending[0]
+            if gate is not None and not gate.done():
+                return False
+            done = self._deliver_now(event, done)
+            if done < len(self._sinks):
+                self._pending[0] = (event, gate, done, deadline)
+                return False
+            self._pending.popleft()
+        self._idle.set()
+        return True
+
+    def _deliver_now(self, event: Event, first: int = 0) -> int:
+        """Hand ``event`` to the synchronous sinks from ``first`` on; return how many have it."""
+        for index in range(first, len(self._sinks)):
+            now = self._sinks[index][1]
             if now is None:
                 return index
             try:
@@ -170,19 +195,23 @@ class EventPublisher:
                 await self._wakeup.wait()
                 continue
             event, gate, done, deadline = self._pending[0]
-            if gate is not None and not gate.done():
-                # Resolved once the response is handed to the transport (not read by the
-                # client); bounded anyway, so a stuck handler cannot block the stream.
-                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(gate), timeout=remaining)
-            for sink, _now in self._sinks[done:]:
-                try:
-                    await sink(event)
-                except Exception:
-                    log.exception("event_delivery_failed", event_name=event.name, seq=event.seq)
-            # Removed only now: while it is being delivered, later events must queue behind.
-            self._pending.popleft()
+            self._draining = True
+            try:
+                if gate is not None and not gate.done():
+                    # Resolved once the response is handed to the transport (not read by the
+                    # client); bounded anyway, so a stuck handler cannot block the stream.
+                    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                        await asyncio.wait_for(asyncio.shield(gate), timeout=remaining)
+                for sink, _now in self._sinks[done:]:
+                    try:
+                        await sink(event)
+                    except Exception:
+                        log.exception("event_delivery_failed", event_name=event.name, seq=event.seq)
+                # Removed only now: while it is being delivered, later events queue behind.
+                self._pending.popleft()
+            finally:
+                self._draining = False
 
 
 @contextlib.contextmanager

@@ -116,3 +116,24 @@ async def test_before_start_events_wait_for_the_task() -> None:
         assert sink.got == [(1, "task")]
     finally:
         await events.stop()
+
+
+async def test_events_held_for_a_response_go_out_when_it_is_handed_off() -> None:
+    events = EventPublisher()
+    sink = RecordingSink()
+    events.add_sink(sink.deliver, now=sink.now)
+    await events.start()
+    await asyncio.sleep(0)  # one loop turn: the new delivery task reaches its wait for work
+    loop = asyncio.get_running_loop()
+    try:
+        with response_gate(loop) as gate:
+            events.publish("models:updated", {})
+            events.publish("models:updated", {})
+            await asyncio.sleep(0.01)
+            assert sink.got == []  # held: the response is not in the transport yet
+            gate.set_result(None)
+        await settled(events)
+        # Delivered from the hand-off itself (no wake-up of the delivery task), in order, once.
+        assert sink.got == [(1, "now"), (2, "now")]
+    finally:
+        await events.stop()
