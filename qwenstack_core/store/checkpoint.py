@@ -10,8 +10,13 @@ not. Children keep SQLite's automatic checkpoint on their own connections.
 
 The WAL cannot grow without bound: it is checkpointed every ``CHECKPOINT_EVERY`` commits and
 once a second after any commit; once fully copied, the next write starts it over from its
-beginning. Only a reader holding an old snapshot can keep a checkpoint from completing; past
-``RESTART_PAGES`` a RESTART checkpoint waits for such readers (writers wait meanwhile, rarely).
+beginning. Under a steady stream of writes a checkpoint on this thread never finds the WAL
+complete (frames arrive while it copies), so past ``FINISH_PAGES`` the store thread itself runs
+one PASSIVE checkpoint before its next write (``finish_on``): the frames are nearly all copied
+already, so that costs the write path one small copy and an fsync per ``FINISH_PAGES`` pages,
+where SQLite's own checkpoint copied and synced everything every 1000 pages. Only a reader
+holding an old snapshot can keep that from completing; past ``RESTART_PAGES`` a RESTART
+checkpoint waits for such readers (writers wait meanwhile, rarely).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ log = get_logger("qwenstack_core.store")
 
 CHECKPOINT_EVERY = 200  # commits (a catalog write adds 2-4 pages: well under 1000 pages)
 IDLE_CHECKPOINT_S = 1.0
-RESTART_PAGES = 16384  # 64 MiB of WAL at 4 KiB pages
+FINISH_PAGES = 2048  # 8 MiB of WAL at 4 KiB pages
+RESTART_PAGES = 16384  # 64 MiB
 RESTART_BUSY_TIMEOUT_MS = 2000
 
 
@@ -44,6 +50,10 @@ class Checkpointer:
         self.checkpoints = 0  # completed checkpoint runs (for tests and diagnostics)
         self.last_result: tuple[int, int, int] | None = None  # (busy, wal pages, copied)
         self._last_error: str | None = None
+        # Set here, cleared by the store thread: the WAL is long and this thread cannot
+        # complete a checkpoint of it while writes keep coming.
+        self.finish_wanted = False
+        self.finished = 0  # checkpoints completed by the store thread (for tests)
 
     def start(self) -> None:
         """Start the thread (its connection is opened there)."""
@@ -55,6 +65,16 @@ class Checkpointer:
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY:
             self._wake.set()
+
+    def finish_on(self, conn: sqlite3.Connection) -> None:
+        """Complete the checkpoint on the writer's connection (store thread, between writes)."""
+        self.finish_wanted = False
+        try:
+            busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            return  # the write that follows meets the same fault and reports it
+        if not busy and pages == copied:  # busy: this thread was at it; it asks again
+            self.finished += 1
 
     def stop(self) -> None:
         """Run a last checkpoint and end the thread (blocking: call it off the event loop)."""
@@ -87,6 +107,9 @@ class Checkpointer:
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
             busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if pages >= FINISH_PAGES:
+                # Copied or not, frames came in meanwhile: the store thread completes it.
+                self.finish_wanted = True
             if pages >= RESTART_PAGES:
                 busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as exc:

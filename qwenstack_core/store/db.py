@@ -250,6 +250,8 @@ class Store:
         if problem is not None:
             self.fault = problem
             raise StorageUnavailable(problem + "; nothing was written")
+        if self._checkpointer is not None and self._checkpointer.finish_wanted:
+            self._checkpointer.finish_on(conn)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:

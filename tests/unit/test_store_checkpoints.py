@@ -11,7 +11,7 @@ from pathlib import Path
 
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows
-from qwenstack_core.store.checkpoint import CHECKPOINT_EVERY, Checkpointer
+from qwenstack_core.store.checkpoint import CHECKPOINT_EVERY, RESTART_PAGES, Checkpointer
 
 
 async def write_models(store: Store, first: int, count: int) -> None:
@@ -93,3 +93,36 @@ async def test_the_wal_does_not_grow_across_checkpoints(tmp_path: Path) -> None:
         assert await written(reopened) == 4 * CHECKPOINT_EVERY
     finally:
         await reopened.close()
+
+
+async def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Path) -> None:
+    """A checkpoint off the write path never completes while writes keep coming; the store
+    thread then completes one between two writes, and the WAL is written from its start."""
+    path = tmp_path / "store.db"
+    wal = Path(f"{path}-wal")
+    store, child = Store(path), Store(path, migrate=False)
+    await store.open()
+    await child.open()
+    peak = 0
+
+    async def writer(k: int) -> None:
+        nonlocal peak
+        for n in range(1500):
+            await store.write(
+                lambda c, n=n: model_rows.create_model(
+                    c, id=f"m-{k}-{n}", name="M", description="d" * 2000, capabilities=[]
+                )
+            )
+            if n % 50 == 0:  # a child reading meanwhile
+                await child.read(lambda c, n=n: model_rows.get_model(c, f"m-{k}-{n}"))
+                peak = max(peak, (await asyncio.to_thread(wal.stat)).st_size)
+
+    try:
+        await asyncio.gather(*(writer(k) for k in range(4)))  # ~70 MiB of WAL frames
+        checkpointer = store.checkpointer
+        assert checkpointer is not None and checkpointer.finished >= 1
+        assert peak < RESTART_PAGES * 4096 // 2, peak  # well before the blocking RESTART
+        assert await written(child) == 6000
+    finally:
+        await child.close()
+        await store.close()
