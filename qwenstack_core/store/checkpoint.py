@@ -12,8 +12,9 @@ The WAL cannot grow without bound: it is checkpointed every ``CHECKPOINT_EVERY``
 once a second after any commit; once fully copied, the next write starts it over from its
 beginning. Under a steady stream of writes a checkpoint on this thread never finds the WAL
 complete (frames arrive while it copies), so past ``FINISH_PAGES`` the store thread itself runs
-one PASSIVE checkpoint before its next write (``finish_on``): the frames are nearly all copied
-already, so that costs the write path one small copy and an fsync per ``FINISH_PAGES`` pages,
+one PASSIVE checkpoint before its next write (``finish_on``), and so it does every
+``FINISH_EVERY`` commits in any case: the frames are nearly all copied already, so that costs
+the write path a small copy and an fsync per ``FINISH_PAGES`` pages or ``FINISH_EVERY`` commits,
 where SQLite's own checkpoint copied and synced everything every 1000 pages. Only a reader
 holding an old snapshot can keep that from completing; past ``RESTART_PAGES`` a RESTART
 checkpoint waits for such readers (writers wait meanwhile, rarely).
@@ -33,6 +34,9 @@ log = get_logger("qwenstack_core.store")
 CHECKPOINT_EVERY = 200  # commits (a catalog write adds 2-4 pages: well under 1000 pages)
 IDLE_CHECKPOINT_S = 1.0
 FINISH_PAGES = 2048  # 8 MiB of WAL at 4 KiB pages
+# Also every so many commits: this thread may be starved of the CPU (or the GIL) by the very
+# writes it should keep up with, and then never learns how long the WAL has grown.
+FINISH_EVERY = 1000
 RESTART_PAGES = 16384  # 64 MiB
 RESTART_BUSY_TIMEOUT_MS = 2000
 
@@ -53,7 +57,9 @@ class Checkpointer:
         # Set here, cleared by the store thread: the WAL is long and this thread cannot
         # complete a checkpoint of it while writes keep coming.
         self.finish_wanted = False
+        self._since_finish = 0  # commits since the store thread last completed a checkpoint
         self.finished = 0  # checkpoints completed by the store thread (for tests)
+        self.restarts = 0  # RESTART checkpoints, which make writers wait (for tests)
 
     def start(self) -> None:
         """Start the thread (its connection is opened there)."""
@@ -63,17 +69,26 @@ class Checkpointer:
     def committed(self) -> None:
         """Count one commit (store thread); wake the checkpointer every ``CHECKPOINT_EVERY``."""
         self._commits += 1
+        self._since_finish += 1
         if self._commits >= CHECKPOINT_EVERY:
             self._wake.set()
 
+    def wants_finish(self) -> bool:
+        """Return True when the store thread should complete a checkpoint before its write."""
+        return self.finish_wanted or self._since_finish >= FINISH_EVERY
+
     def finish_on(self, conn: sqlite3.Connection) -> None:
         """Complete the checkpoint on the writer's connection (store thread, between writes)."""
-        self.finish_wanted = False
         try:
             busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error:
+            self.finish_wanted = False
             return  # the write that follows meets the same fault and reports it
-        if not busy and pages == copied:  # busy: this thread was at it; it asks again
+        if busy:
+            return  # another checkpoint (this thread's last, a child's) is running: next write
+        self.finish_wanted = False
+        self._since_finish = 0
+        if pages == copied:
             self.finished += 1
 
     def stop(self) -> None:
@@ -95,8 +110,10 @@ class Checkpointer:
             # PASSIVE never waits; only the rare RESTART does, and not for long.
             conn.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_TIMEOUT_MS}")
             while not self._stopping:
-                self._wake.wait(IDLE_CHECKPOINT_S)
+                woken = self._wake.wait(IDLE_CHECKPOINT_S)
                 self._wake.clear()
+                if woken and self.wants_finish():
+                    continue  # writes keep coming: the store thread completes it at the next
                 if self._commits:
                     self._commits = 0
                     self._checkpoint(conn)
@@ -112,6 +129,7 @@ class Checkpointer:
                 self.finish_wanted = True
             if pages >= RESTART_PAGES:
                 busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                self.restarts += 1
         except sqlite3.Error as exc:
             # A read-only or full disk: the write path reports it; say it here once.
             if str(exc) != self._last_error:

@@ -250,7 +250,7 @@ class Store:
         if problem is not None:
             self.fault = problem
             raise StorageUnavailable(problem + "; nothing was written")
-        if self._checkpointer is not None and self._checkpointer.finish_wanted:
+        if self._checkpointer is not None and self._checkpointer.wants_finish():
             self._checkpointer.finish_on(conn)
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -120,8 +120,10 @@ async def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Pat
     try:
         await asyncio.gather(*(writer(k) for k in range(4)))  # ~70 MiB of WAL frames
         checkpointer = store.checkpointer
-        assert checkpointer is not None and checkpointer.finished >= 1
-        assert peak < RESTART_PAGES * 4096 // 2, peak  # well before the blocking RESTART
+        # The writes appended ~70 MiB of frames; the store thread's checkpoints let the WAL
+        # start over again and again, well before the RESTART that would make writers wait.
+        assert checkpointer is not None and checkpointer.finished >= 3
+        assert peak < RESTART_PAGES * 4096 * 3 // 4, peak
         assert await written(child) == 6000
     finally:
         await child.close()
