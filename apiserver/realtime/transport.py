@@ -136,6 +136,9 @@ class Backlog:
         self.on_too_slow = on_too_slow
         self.on_drained = on_drained  # told when a backlog of DRAINED_BURST or more is gone
         self.total = 0  # bytes of the packets in any queue, each shared packet once
+        # Holders of each other packet queued, by identity: python-socketio's emit to a room
+        # puts one Engine.IO packet object on every recipient's queue, so it counts once too.
+        self.holders: dict[int, int] = {}
         self.high_water = 0  # the most ``total`` reached since it was last empty
         self.queues: set[BoundedQueue] = set()
 
@@ -206,7 +209,10 @@ class BoundedQueue(asyncio.Queue[Any]):
             if shared.holders == 1:
                 self.backlog.total += shared.size
         else:
-            self.backlog.total += size
+            holders = self.backlog.holders.get(id(item), 0)
+            self.backlog.holders[id(item)] = holders + 1  # alive while held: the id is unique
+            if holders == 0:
+                self.backlog.total += size
         self.backlog.high_water = max(self.backlog.high_water, self.backlog.total)
 
     def _release(self, item: Any) -> None:
@@ -221,8 +227,12 @@ class BoundedQueue(asyncio.Queue[Any]):
                 self.backlog.total -= shared.size
                 self.backlog.drained()
         else:
-            self.backlog.total -= size
-            self.backlog.drained()
+            holders = self.backlog.holders.pop(id(item), 1) - 1
+            if holders:
+                self.backlog.holders[id(item)] = holders
+            else:
+                self.backlog.total -= size
+                self.backlog.drained()
 
     def set_buffered(self, size: int) -> None:
         """Account for the bytes the client's transport holds (websocket fast path).

@@ -215,6 +215,28 @@ async def test_the_biggest_backlog_goes_when_all_clients_hold_too_much() -> None
     assert backlog.total == small.pending
 
 
+async def test_a_library_packet_queued_for_many_clients_counts_once_in_the_total() -> None:
+    # python-socketio's emit to a room queues one Engine.IO packet object for every recipient
+    dropped: list[BoundedQueue] = []
+    backlog = Backlog(
+        Limits(client_bytes=10**9, total_bytes=10_000), lambda q, _: dropped.append(q)
+    )
+    queues = [BoundedQueue(backlog) for _ in range(10)]
+    shared = eio_packet.Packet(eio_packet.MESSAGE, data="2" + "z" * 3000)
+    for _ in range(2):
+        for queue in queues:
+            queue.put_nowait(shared)
+    assert dropped == []
+    assert backlog.total == len(shared.data) + 1
+    assert all(queue.pending == 2 * backlog.total for queue in queues)
+    for queue in queues:
+        queue.get_nowait()
+    assert backlog.total == len(shared.data) + 1  # still held once by every queue
+    for queue in queues:
+        queue.get_nowait()
+    assert backlog.total == 0 and backlog.holders == {}
+
+
 async def test_a_websocket_transport_buffer_counts_in_the_backlog() -> None:
     dropped: list[BoundedQueue] = []
     backlog = Backlog(
