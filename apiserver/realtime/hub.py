@@ -122,10 +122,12 @@ class Hub:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def _send_one(self, client: Client, name: str, payload: Mapping[str, Any]) -> None:
+    async def _send_one(
+        self, client: Client, name: str, payload: Mapping[str, Any], data: str = ""
+    ) -> None:
         """Send one event to one client, behind everything sent to it before."""
         if self.fast:
-            self._put(client, encode_event(name, payload))
+            self._put(client, encode_event(name, payload, data))
         else:
             await self._sio.emit(name, payload, to=client.sid, namespace=NAMESPACE)
 
@@ -204,7 +206,7 @@ class Hub:
                     await self._send_one(client, "proxy:status", payload)
                     for event in replay:
                         if client.wants(event.name):
-                            await self._send_one(client, event.name, event.payload)
+                            await self._send_one(client, event.name, event.payload, event.data)
                     client.ready = True
                     await self._join_rooms(client, client.events())
                     return
