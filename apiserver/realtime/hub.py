@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from socketio import packet as sio_packet
 
-from apiserver.realtime.publisher import JSON, Event, EventPublisher
+from apiserver.realtime.publisher import Event, EventPublisher
 from apiserver.realtime.server import SocketServer
 from apiserver.realtime.transport import DirectQueue, FramedPacket
 from apiserver.services.live_feeds import LIVE_EVENTS
@@ -67,14 +67,8 @@ class Client:
         return sorted(DEFAULT_EVENTS if self.subscriptions is None else self.subscriptions)
 
 
-def encode_event(name: str, payload: Mapping[str, Any], data: str = "") -> FramedPacket:
-    """Encode an EVENT packet of the default namespace once, for any number of clients.
-
-    ``data`` is ``payload`` already encoded by the publisher, if it was: the packet is then
-    built around it, byte for byte what python-socketio would encode.
-    """
-    if data:
-        return FramedPacket(f"{sio_packet.EVENT}[{JSON.dumps(name)},{data}]")
+def encode_event(name: str, payload: Mapping[str, Any]) -> FramedPacket:
+    """Encode an EVENT packet of the default namespace once, for any number of clients."""
     pkt = sio_packet.Packet(sio_packet.EVENT, data=[name, payload], binary=False)
     text: str = pkt.encode()
     return FramedPacket(text)
@@ -122,12 +116,10 @@ class Hub:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def _send_one(
-        self, client: Client, name: str, payload: Mapping[str, Any], data: str = ""
-    ) -> None:
+    async def _send_one(self, client: Client, name: str, payload: Mapping[str, Any]) -> None:
         """Send one event to one client, behind everything sent to it before."""
         if self.fast:
-            self._put(client, encode_event(name, payload, data))
+            self._put(client, encode_event(name, payload))
         else:
             await self._sio.emit(name, payload, to=client.sid, namespace=NAMESPACE)
 
@@ -168,7 +160,7 @@ class Hub:
         for client in tuple(self._clients.values()):
             if client.ready and client.wants(name, only):
                 if pkt is None:
-                    pkt = encode_event(name, event.payload, event.data)
+                    pkt = encode_event(name, event.payload)
                 try:
                     self._put(client, pkt)
                 except Exception:
@@ -206,7 +198,7 @@ class Hub:
                     await self._send_one(client, "proxy:status", payload)
                     for event in replay:
                         if client.wants(event.name):
-                            await self._send_one(client, event.name, event.payload, event.data)
+                            await self._send_one(client, event.name, event.payload)
                     client.ready = True
                     await self._join_rooms(client, client.events())
                     return

@@ -22,17 +22,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from socketio import packet as sio_packet
-
 from qwenstack_core.logsetup import get_logger
 
 log = get_logger("apiserver.realtime")
 
 # Longest wait for a write's response to be handed to the transport before its events go.
 GATE_TIMEOUT_S = 5.0
-
-# The JSON codec python-socketio encodes packets with: history entries decode to what it sends.
-JSON = sio_packet.Packet.json
 
 # The response gate of the request being handled, if any (set by the request middleware).
 RESPONSE_GATE: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
@@ -59,14 +54,6 @@ class Event:
     seq: int
     # Only clients subscribed to a topic get it (``proxy:log``); None = every client.
     subscribers_only: bool = False
-    # ``payload`` as JSON, as python-socketio encodes it (broadcast events; "" otherwise).
-    data: str = ""
-
-
-def encode_payload(payload: dict[str, Any]) -> str:
-    """Return ``payload`` as the JSON python-socketio puts in a packet."""
-    text: str = JSON.dumps(payload, separators=(",", ":"))
-    return text
 
 
 Sink = Callable[[Event], Awaitable[None]]
@@ -80,10 +67,7 @@ class EventPublisher:
     def __init__(self, *, history: int = 500, instance: str | None = None) -> None:
         self.instance = instance or uuid.uuid4().hex[:12]
         self.seq = 0
-        # The broadcast events kept for ``sync``, as (seq, name, payload JSON): one string per
-        # event (over 512 bytes it lives outside pymalloc's arenas) instead of the payload's
-        # many small objects, which would keep the arenas of a burst from ever being freed.
-        self._history: deque[tuple[int, str, str]] = deque(maxlen=history)
+        self.recent: deque[Event] = deque(maxlen=history)
         self.counts: dict[str, int] = {}
         # Events not yet handed to every sink: (event, its response gate, sinks already done,
         # loop time after which it goes out even if the gate is still closed).
@@ -118,9 +102,8 @@ class EventPublisher:
                           self.seq, subscribers_only=True)  # fmt: skip
         else:
             self.seq += 1
-            full = {**payload, "seq": self.seq, "instance": self.instance}
-            event = Event(name, full, self.seq, data=encode_payload(full))
-            self._history.append((self.seq, name, event.data))
+            event = Event(name, {**payload, "seq": self.seq, "instance": self.instance}, self.seq)
+            self.recent.append(event)
         self.counts[name] = self.counts.get(name, 0) + 1
         gate = RESPONSE_GATE.get()
         done = 0
@@ -184,13 +167,9 @@ class EventPublisher:
         """Return the broadcast events after ``seq``, or None when some are no longer kept."""
         if seq >= self.seq:
             return []
-        if not self._history or self._history[0][0] > seq + 1:
+        if not self.recent or self.recent[0].seq > seq + 1:
             return None
-        return [
-            Event(name, JSON.loads(data), number, data=data)
-            for number, name, data in self._history
-            if number > seq
-        ]
+        return [e for e in self.recent if e.seq > seq]
 
     async def start(self) -> None:
         """Start the delivery task."""
