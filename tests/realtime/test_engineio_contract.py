@@ -68,6 +68,14 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
             await asyncio.sleep(0.01)
 
 
+async def join_namespace(ws: aiohttp.ClientWebSocketResponse) -> str:
+    """Read Engine.IO's open packet, join the default namespace; return the Engine.IO sid."""
+    eio_sid: str = json.loads((await next_text(ws))[1:])["sid"]
+    await ws.send_str("40")
+    await next_text(ws)  # the namespace's CONNECT answer
+    return eio_sid
+
+
 def test_the_installed_libraries_have_every_part_the_fast_path_uses() -> None:
     sio = SocketServer(fast=True, limits=Limits(), async_mode="aiohttp")
     assert fast_path_problems(sio) == []
@@ -124,9 +132,7 @@ async def test_an_unanswered_ping_still_closes_the_connection(
         aiohttp.ClientSession() as http,
         http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
     ):
-        eio_sid = json.loads((await next_text(ws))[1:])["sid"]
-        await ws.send_str("40")
-        await next_text(ws)
+        eio_sid = await join_namespace(ws)
         async with asyncio.timeout(5):  # no pongs: Engine.IO's timers close it
             while eio_sid in sio.eio.sockets:
                 msg = await ws.receive()
@@ -278,9 +284,7 @@ async def test_a_departed_client_is_not_held_by_its_ping_task(
         aiohttp.ClientSession() as http,
         http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
     ):
-        eio_sid = json.loads((await next_text(ws))[1:])["sid"]
-        await ws.send_str("40")
-        await next_text(ws)
+        eio_sid = await join_namespace(ws)
         socket_ = sio.eio.sockets[eio_sid]
 
         def ping_tasks() -> list[asyncio.Task[Any]]:
