@@ -8,6 +8,7 @@ problem is collected so that a bad environment is reported whole, not one variab
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,13 +63,9 @@ class EnvReader:
 
     def seconds(self, name: str, default: float) -> float:
         """Return a duration in (0, 3600] seconds."""
-        raw = self.environ.get(name, "").strip()
-        if not raw:
+        raw, value = self._float(name)
+        if value is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
         if not 0 < value <= 3600:
             self.problems.append(f"{name} must be a number of seconds in (0, 3600], got {raw!r}")
             return default
@@ -76,13 +73,9 @@ class EnvReader:
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         """Return a number in [``low``, ``high``]."""
-        raw = self.environ.get(name, "").strip()
-        if not raw:
+        raw, value = self._float(name)
+        if value is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = low - 1
         if not low <= value <= high:
             self.problems.append(f"{name} must be a number in [{low:g}, {high:g}], got {raw!r}")
             return default
@@ -116,3 +109,13 @@ class EnvReader:
         if not raw:
             return None
         return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+
+    def _float(self, name: str) -> tuple[str, float | None]:
+        """Return the raw value and its float: None when unset, NaN (in no range) when junk."""
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return raw, None
+        try:
+            return raw, float(raw)
+        except ValueError:
+            return raw, math.nan

@@ -251,13 +251,8 @@ class BoundedQueue(asyncio.Queue[Any]):
         if self.dropped is not None:
             return
         self.dropped = why
-        while not self.empty():
-            item = super().get_nowait()
-            if item is not None:
-                self._release(item)
-        self.set_buffered(0)
+        self.forget()
         if self.backlog is not None:
-            self.backlog.queues.discard(self)
             self.backlog.on_too_slow(self, why)
         super().put_nowait(None)  # wakes a pending long-poll or the writer: it ends
 
