@@ -16,13 +16,15 @@ In one invocation, each server gets the same sequence of writes and the same cli
 For each client count it prints, per server and as a ratio to Node's: last-client p50/p99 of
 both events (spaced writes, each delivered before the next), events/s in a burst of
 back-to-back creates (until the last client has the last event), server CPU per event in the
-burst, peak RSS during the burst, and RSS after all clients left minus RSS before they came.
+burst, peak RSS during the burst, and RSS after all clients left minus RSS before they came:
+once every client is gone and the RSS held still for 2 s ("settled"), and again ``--later``
+seconds after they left (default 35: after the daemon's last follow-up heap trim, at 30 s).
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
 Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node server,
 client workers) before it exits.
 
 Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 20]
-       [--burst 200] [--workers 4] [--servers fast,supported,node]
+       [--burst 200] [--workers 4] [--servers fast,supported,node] [--later 35]
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class Bench:
         self.args = args
         self.node = shutil.which("node") or "node"
         self.rows: list[Row] = []
-        self.leave: dict[str, float] = {}  # MiB after clients left minus before they came
+        # MiB after clients left minus before they came: settled, and ``--later`` s after
+        self.leave: dict[str, tuple[float, float | None]] = {}
         self.seed: dict[str, Any] = {}
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
         self.started: list[asyncio.subprocess.Process] = []  # ended by ``end_all`` at exit
@@ -212,8 +215,15 @@ class Bench:
                 self.rows.append(row)
                 print(self.format(row), flush=True)
             await asyncio.gather(*(w.call(cmd="disconnect") for w in workers))
-            rss_after = await self.settled_rss(sproc)
-            self.leave[server] = (rss_after - rss_before) / 2**20
+            left_at = time.monotonic()
+            if server != "node":
+                await self.wait_all_gone()
+            settled = (await self.settled_rss(sproc) - rss_before) / 2**20
+            later = None
+            if self.args.later > 0:
+                await asyncio.sleep(max(0.0, left_at + self.args.later - time.monotonic()))
+                later = (sproc.memory_info().rss - rss_before) / 2**20
+            self.leave[server] = (settled, later)
         finally:
             for w in workers:
                 if w.proc.stdin is not None:
@@ -314,16 +324,25 @@ class Bench:
         if got < row.clients:
             print(f"  ! {row.server}: last burst event reached {got}/{row.clients}", flush=True)
 
+    async def wait_all_gone(self) -> None:
+        """Wait (at most 20 s) until the daemon counts no connected client."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            async with self.http.get(self.url + "/api/events/stats") as resp:
+                if (await resp.json())["clients"]["total"] == 0:
+                    return
+            await asyncio.sleep(0.1)
+
     async def settled_rss(self, proc: psutil.Process) -> int:
-        """Return the RSS once it stopped falling (clients gone, buffers freed), within 10 s."""
-        last = proc.memory_info().rss
-        for _ in range(20):
+        """Return the RSS once it held still for 2 s (buffers freed and trimmed), within 20 s."""
+        samples = [proc.memory_info().rss]
+        for _ in range(40):
             await asyncio.sleep(0.5)
-            now = proc.memory_info().rss
-            if abs(now - last) < 256 * 1024:
-                return now
-            last = now
-        return last
+            samples.append(proc.memory_info().rss)
+            recent = samples[-5:]
+            if len(recent) == 5 and max(recent) - min(recent) < 256 * 1024:
+                break
+        return samples[-1]
 
     @staticmethod
     def format(row: Row) -> str:
@@ -358,8 +377,14 @@ class Bench:
                 f" | burst {row.burst_eps / base.burst_eps:5.2f}x | cpu "
                 f"{row.cpu_ms / base.cpu_ms:5.2f}x | peak rss {row.peak_mib / base.peak_mib:5.2f}x"
             )
-        for server, mib in self.leave.items():
-            print(f"{server:>9} rss after all clients left: {mib:+7.1f} MiB vs before they came")
+        for server, (settled, later) in self.leave.items():
+            after = (
+                f", {later:+7.1f} MiB {self.args.later:.0f} s after" if later is not None else ""
+            )
+            print(
+                f"{server:>9} rss after all clients left: {settled:+7.1f} MiB settled{after}"
+                " (vs before they came)"
+            )
         print(
             "targets: last-client p50 <= node's; burst events/s >= node's; peak rss "
             "(200-event burst, 1000 clients) <= 1.5x node's; rss after leaving within 30 MiB"
@@ -373,6 +398,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--servers", default="fast,supported,node")
+    parser.add_argument("--later", type=float, default=35.0)
     args = parser.parse_args()
     args.clients = sorted(int(c) for c in args.clients.split(","))
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]

@@ -287,6 +287,10 @@ class Hub:
             "instance": self._events.instance,
             "mode": "fast" if self.fast else "supported",
             "queuedBytes": self._sio.engine.backlog.total,
+            "heap": {
+                "trims": self._sio.engine.trimmer.trims,
+                "garbageCollections": self._sio.engine.trimmer.collections,
+            },
         }
 
     @property

@@ -86,7 +86,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         )
         self.fast = fast
         # Memory freed by a drained burst or by departed clients goes back to the system.
-        self.trimmer = HeapTrimmer()
+        self.trimmer = HeapTrimmer(connected=lambda: len(self.sockets))
         self.backlog = Backlog(limits, self._too_slow, on_drained=self.trimmer.request)
         self.input_warnings = InputWarnings()
         self._pings: dict[str, asyncio.Task[Any]] = {}  # Engine.IO sid -> its ping task
@@ -116,6 +116,40 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         task = self._pings.pop(sid, None)
         if task is not None:
             task.cancel()
+
+    async def _service_task(self) -> None:
+        """Engine.IO's service task (closed sockets, ping timeouts), holding no socket meanwhile.
+
+        The stock task walks a copy of the whole socket table over one ping timeout (20 s by
+        default), so every client that left kept its socket, request and buffers alive for up
+        to that long after it was gone. This one walks a copy of the sids and looks each socket
+        up in its turn.
+        """
+        self.service_task_event = self.create_event()
+        while True:
+            sids = list(self.sockets) or [None]
+            step = self.ping_timeout / len(sids)
+            for sid in sids:
+                try:
+                    await self._service_step(sid)
+                    async with asyncio.timeout(step):
+                        await self.service_task_event.wait()
+                    return  # set by shutdown()
+                except TimeoutError:
+                    continue
+                except asyncio.CancelledError:
+                    return  # as the stock task: shutdown() awaits it
+                except Exception:
+                    log.exception("engineio_service_task_failed")
+
+    async def _service_step(self, sid: str | None) -> None:
+        socket = self.sockets.get(sid) if sid is not None else None
+        if socket is None:
+            return
+        if socket.closed:
+            self.sockets.pop(sid, None)
+        elif not socket.closing:
+            await socket.check_ping_timeout()
 
     def create_queue(self, *args: Any, **kwargs: Any) -> BoundedQueue:
         return DirectQueue(self.backlog) if self.fast else BoundedQueue(self.backlog)
@@ -250,7 +284,7 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         finally:
             self.engine.input_warnings.forget(eio_sid)
             self.engine.forget_socket(eio_sid)
-            self.engine.trimmer.request()
+            self.engine.trimmer.request(departed=1)
             if socket is not None:
                 queue = socket.queue
                 if isinstance(queue, BoundedQueue):

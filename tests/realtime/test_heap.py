@@ -66,3 +66,40 @@ async def test_memory_freed_late_is_trimmed_by_the_follow_ups() -> None:
     assert len(calls) == 3  # the requested trim, then one per follow-up
     assert calls[1] - started >= 0.1 and calls[2] - started >= 0.2
     trimmer.close()
+
+
+async def test_a_trim_after_clients_left_collects_garbage_only_when_it_pays() -> None:
+    collections: list[int] = []
+    trims = asyncio.Queue[int]()
+    loop = asyncio.get_running_loop()
+    connected = [3]
+
+    def collect() -> int:
+        collections.append(connected[0])
+        return 0
+
+    def trim(_pad: int) -> int:
+        loop.call_soon_threadsafe(trims.put_nowait, 1)
+        return 1
+
+    trimmer = HeapTrimmer(
+        trim, delay=0.01, min_interval=0.01, follow_ups=(), connected=lambda: connected[0],
+        collect=collect,
+    )  # fmt: skip
+    trimmer.request(departed=1)  # 1 left, 3 stay: a collection would walk mostly live objects
+    await asyncio.wait_for(trims.get(), 5)
+    assert collections == [] and trimmer.collections == 0
+
+    trimmer.request()  # a drained backlog, nobody left: no collection either
+    await asyncio.wait_for(trims.get(), 5)
+    assert collections == []
+
+    connected[0] = 0
+    trimmer.request(departed=3)  # 4 left since the last collection, none stay
+    await asyncio.wait_for(trims.get(), 5)
+    assert collections == [0] and trimmer.collections == 1
+
+    trimmer.request(departed=0)  # counted from the last collection: nothing left since
+    await asyncio.wait_for(trims.get(), 5)
+    assert collections == [0]
+    trimmer.close()
