@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from apiserver import errors
-from apiserver.realtime.publisher import response_gate
+from apiserver.realtime.publisher import ResponseGate
 from apiserver.security import AccessPolicy, bearer, same_origin
 from apiserver.validation import check_body_headers
 from qwenstack_core.errors import StoreError
@@ -179,17 +179,15 @@ async def events_after_response(request: web.Request, handler: Handler) -> web.S
     """
     if request.method not in WRITE_METHODS or not request.path.startswith("/api/"):
         return await handler(request)
-    with response_gate(asyncio.get_running_loop()) as gate:
+    with ResponseGate() as gate:
         response = await handler(request)
         if not response.prepared and _sends_at_once(request, response):
             await _send(request, response)  # in the transport when this returns
-            if not gate.done():
-                gate.set_result(None)
+            gate.release()
         elif not response.prepared:
             sending = asyncio.ensure_future(_send(request, response))
             await _handed_off(request, sending)
-            if not gate.done():
-                gate.set_result(None)  # the response is in the transport: events may go
+            gate.release()  # the response is in the transport: events may go
             await sending
         return response
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from qwenstack_core.logsetup import get_logger
@@ -29,8 +29,65 @@ log = get_logger("apiserver.realtime")
 # Longest wait for a write's response to be handed to the transport before its events go.
 GATE_TIMEOUT_S = 5.0
 
+
+class ResponseGate:
+    """Holds the events published while a request is handled until its response is handed off.
+
+    ``with ResponseGate() as gate:`` makes it the gate of the code inside (``RESPONSE_GATE``);
+    ``release()`` (at the latest when the block ends) lets the held events go. A plain object,
+    not a future: releasing it delivers the held events from the releasing call itself, where
+    a future would schedule its callbacks for a later turn of the event loop.
+    """
+
+    __slots__ = ("released", "_on_release", "_waiter", "_token")
+
+    def __init__(self) -> None:
+        self.released = False
+        self._on_release: Callable[[], None] | None = None  # the publisher holding events
+        self._waiter: asyncio.Future[None] | None = None  # only when the delivery task waits
+        self._token: contextvars.Token[ResponseGate | None] | None = None
+
+    def hold(self, on_release: Callable[[], None]) -> None:
+        """Call ``on_release`` once this gate is released (one publisher per gate)."""
+        self._on_release = on_release
+
+    def release(self) -> None:
+        """The response is in the transport: let the events held behind it go (idempotent)."""
+        if self.released:
+            return
+        self.released = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        on_release, self._on_release = self._on_release, None
+        if on_release is not None:
+            on_release()
+
+    def wait(self) -> asyncio.Future[None]:
+        """Return a future resolved when the gate is released."""
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            if self.released:
+                self._waiter.set_result(None)
+        return self._waiter
+
+    def __enter__(self) -> ResponseGate:
+        self._token = RESPONSE_GATE.set(self)
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            RESPONSE_GATE.reset(self._token)
+            self._token = None
+        self.release()
+
+
 # The response gate of the request being handled, if any (set by the request middleware).
-RESPONSE_GATE: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+RESPONSE_GATE: contextvars.ContextVar[ResponseGate | None] = contextvars.ContextVar(
     "response_gate", default=None
 )
 
@@ -71,7 +128,11 @@ class EventPublisher:
         self.counts: dict[str, int] = {}
         # Events not yet handed to every sink: (event, its response gate, sinks already done,
         # loop time after which it goes out even if the gate is still closed).
-        self._pending: deque[tuple[Event, asyncio.Future[None] | None, int, float]] = deque()
+        self._pending: deque[tuple[Event, ResponseGate | None, int, float]] = deque()
+        # Wakes the delivery task by the deadline of the first event held behind a gate that
+        # is never released (a stuck handler). One timer for many events: armed when none is,
+        # never cancelled; the task, once woken, waits for each held event until its deadline.
+        self._timer: asyncio.TimerHandle | None = None
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -106,42 +167,48 @@ class EventPublisher:
             self.recent.append(event)
         self.counts[name] = self.counts.get(name, 0) + 1
         gate = RESPONSE_GATE.get()
+        held = gate is not None and not gate.released
         done = 0
-        if not self._pending and self._task is not None and (gate is None or gate.done()):
+        if not self._pending and self._task is not None and not held:
             done = self._deliver_now(event)
             if done == len(self._sinks):
                 return event
-        if gate is None or gate.done():
+        if gate is None or not held:
             self._pending.append((event, None, done, 0.0))
             self._wakeup.set()
         else:
-            # Wake the delivery task when the response is handed off (or the gate times out),
-            # not now: it would only find the gate closed and wait on it.
-            loop = gate.get_loop()
+            # Delivered when the response is handed off (the gate calls back), not by waking
+            # the delivery task now: it would only find the gate closed and wait on it.
+            loop = asyncio.get_running_loop()
             deadline = loop.time() + GATE_TIMEOUT_S
             self._pending.append((event, gate, done, deadline))
-            timer = loop.call_at(deadline, self._wakeup.set)
-            gate.add_done_callback(functools.partial(self._gate_opened, timer))
+            gate.hold(self._gate_opened)
+            if self._timer is None:
+                self._timer = loop.call_at(deadline, self._timer_fired)
         self._idle.clear()
         return event
 
-    def _gate_opened(self, timer: asyncio.TimerHandle, _gate: asyncio.Future[None]) -> None:
+    def _timer_fired(self) -> None:
+        self._timer = None
+        if self._pending:
+            self._wakeup.set()
+
+    def _gate_opened(self) -> None:
         """A response was handed off: deliver what it held back now, else wake the task."""
-        timer.cancel()
         if self._draining or self._task is None or not self._deliver_open():
             self._wakeup.set()
 
     def _deliver_open(self) -> bool:
         """Deliver the queued events whose gates are open, in order, to the synchronous sinks.
 
-        Only while the delivery task is not at work on the queue (``_draining``); return True
-        when nothing is left for it, False when it must take over (a closed gate, a sink that
-        cannot take an event now).
+        Only while the delivery task is not at work on the queue (``_draining``); return False
+        when the task must take over (a sink cannot take an event now), True otherwise. Events
+        behind a closed gate stay queued: its release, or the timer, delivers them.
         """
         while self._pending:
             event, gate, done, deadline = self._pending[0]
-            if gate is not None and not gate.done():
-                return False
+            if gate is not None and not gate.released:
+                return True
             done = self._deliver_now(event, done)
             if done < len(self._sinks):
                 self._pending[0] = (event, gate, done, deadline)
@@ -186,6 +253,9 @@ class EventPublisher:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _deliver_forever(self) -> None:
         while True:
@@ -197,12 +267,12 @@ class EventPublisher:
             event, gate, done, deadline = self._pending[0]
             self._draining = True
             try:
-                if gate is not None and not gate.done():
-                    # Resolved once the response is handed to the transport (not read by the
+                if gate is not None and not gate.released:
+                    # Released once the response is handed to the transport (not read by the
                     # client); bounded anyway, so a stuck handler cannot block the stream.
                     remaining = max(0.0, deadline - asyncio.get_running_loop().time())
                     with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                        await asyncio.wait_for(asyncio.shield(gate), timeout=remaining)
+                        await asyncio.wait_for(asyncio.shield(gate.wait()), timeout=remaining)
                 for sink, _now in self._sinks[done:]:
                     try:
                         await sink(event)
@@ -212,16 +282,3 @@ class EventPublisher:
                 self._pending.popleft()
             finally:
                 self._draining = False
-
-
-@contextlib.contextmanager
-def response_gate(loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.Future[None]]:
-    """Hold events published inside the block until the returned future is resolved."""
-    gate: asyncio.Future[None] = loop.create_future()
-    token = RESPONSE_GATE.set(gate)
-    try:
-        yield gate
-    finally:
-        RESPONSE_GATE.reset(token)
-        if not gate.done():
-            gate.set_result(None)

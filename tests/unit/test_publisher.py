@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from apiserver.realtime.publisher import RESPONSE_GATE, Event, EventPublisher, response_gate
+import pytest
+
+from apiserver.realtime import publisher
+from apiserver.realtime.publisher import RESPONSE_GATE, Event, EventPublisher, ResponseGate
 
 
 class RecordingSink:
@@ -84,15 +87,14 @@ async def test_an_event_of_a_request_waits_for_its_response_and_later_ones_wait_
     sink = RecordingSink()
     events.add_sink(sink.deliver, now=sink.now)
     await events.start()
-    loop = asyncio.get_running_loop()
     try:
-        with response_gate(loop) as gate:
+        with ResponseGate() as gate:
             events.publish("providers:updated", {})
             # Published outside the request, but after its event: must not overtake it.
             await asyncio.create_task(publish_outside(events))
             await asyncio.sleep(0.01)
             assert sink.got == []  # the response has not been handed over yet
-            gate.set_result(None)
+            gate.release()
         await settled(events)
         assert sink.got == [(1, "task"), (2, "task")]
     finally:
@@ -124,16 +126,39 @@ async def test_events_held_for_a_response_go_out_when_it_is_handed_off() -> None
     events.add_sink(sink.deliver, now=sink.now)
     await events.start()
     await asyncio.sleep(0)  # one loop turn: the new delivery task reaches its wait for work
-    loop = asyncio.get_running_loop()
     try:
-        with response_gate(loop) as gate:
+        with ResponseGate() as gate:
             events.publish("models:updated", {})
             events.publish("models:updated", {})
             await asyncio.sleep(0.01)
             assert sink.got == []  # held: the response is not in the transport yet
-            gate.set_result(None)
+            gate.release()
         await settled(events)
         # Delivered from the hand-off itself (no wake-up of the delivery task), in order, once.
         assert sink.got == [(1, "now"), (2, "now")]
+    finally:
+        await events.stop()
+
+
+async def test_an_event_held_by_a_response_that_never_comes_goes_out_by_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(publisher, "GATE_TIMEOUT_S", 0.05)
+    events = EventPublisher()
+    sink = RecordingSink()
+    events.add_sink(sink.deliver, now=sink.now)
+    await events.start()
+    try:
+        with ResponseGate() as first:
+            events.publish("models:updated", {})  # arms the one timer
+            first.release()
+        assert sink.got == [(1, "now")]
+        await asyncio.sleep(0.03)
+        stuck = ResponseGate()
+        with stuck:
+            events.publish("models:updated", {})  # the timer armed for the first covers it
+            await settled(events)
+            assert not stuck.released  # went out although its response never did
+        assert sink.got == [(1, "now"), (2, "task")]
     finally:
         await events.stop()
