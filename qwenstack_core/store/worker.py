@@ -2,8 +2,9 @@
 
 ``loop.run_in_executor`` wakes the loop once per job through concurrent.futures; under load
 the store thread finishes several jobs per wake-up, so this worker posts every finished
-result of a batch with one ``call_soon_threadsafe``. Same contract as a one-worker executor:
-jobs run one at a time, in submission order.
+result of a batch with one ``call_soon_threadsafe``, and none at all while the loop has yet to
+take the results of an earlier batch: those are handed over together. Same contract as a
+one-worker executor: jobs run one at a time, in submission order.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class DatabaseThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._name = name
         self.batches = 0  # batches started so far (read on the database thread)
+        # Finished jobs the loop has not taken yet, and whether a hand-over is scheduled.
+        self._done: list[_Done] = []
+        self._done_lock = threading.Lock()
+        self._delivery_scheduled = False
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         if self._thread is None:
@@ -87,16 +92,23 @@ class DatabaseThread:
                 except BaseException as exc:  # handed to the awaiting coroutine
                     done.append((fut, None, exc, on_done))
             if done:
-                loop.call_soon_threadsafe(_deliver, done)
+                with self._done_lock:
+                    self._done.extend(done)
+                    schedule = not self._delivery_scheduled
+                    self._delivery_scheduled = True
+                if schedule:  # else the hand-over already scheduled takes these too
+                    loop.call_soon_threadsafe(self._deliver)
 
-
-def _deliver(done: list[_Done]) -> None:
-    for fut, value, exc, on_done in done:
-        if on_done is not None:
-            on_done()
-        if fut.cancelled():
-            continue
-        if exc is None:
-            fut.set_result(value)
-        else:
-            fut.set_exception(exc)
+    def _deliver(self) -> None:
+        with self._done_lock:
+            done, self._done = self._done, []
+            self._delivery_scheduled = False
+        for fut, value, exc, on_done in done:
+            if on_done is not None:
+                on_done()
+            if fut.cancelled():
+                continue
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
