@@ -5,6 +5,7 @@ What these services return is what the API shows: secrets are masked here (apise
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
 
@@ -244,7 +245,13 @@ class ModelService:
         self._listing: list[Row] | None = None
 
     async def _write(
-        self, action: str, model_id: str, fn: Any, change: Callable[[list[Row], Any], list[Row]]
+        self,
+        action: str,
+        model_id: str,
+        fn: Any,
+        change: Callable[[list[Row], Any], list[Row]],
+        *,
+        single_statement: bool = False,
     ) -> Any:
         def then(conn: Connection, result: Any) -> tuple[Any, list[Row]]:
             listing = self._listing
@@ -253,7 +260,7 @@ class ModelService:
             )
             return result, self._listing
 
-        result, items = await self._store.write_then(fn, then)
+        result, items = await self._store.write_then(fn, then, single_statement=single_statement)
         self._store.prime(("models", None, None), items)
         self._events.publish("models:updated", models_payload(action, model_id, items))
         return result
@@ -280,7 +287,8 @@ class ModelService:
                 description=new.description,
                 capabilities=new.capabilities,
             ),
-            lambda items, row: sorted([*items, row], key=_model_id),
+            _with_model,
+            single_statement=True,  # create_model is one INSERT
         )
         return result
 
@@ -298,9 +306,25 @@ class ModelService:
             "deleted",
             model_id,
             lambda c: model_rows.delete_model(c, model_id),
-            lambda items, _none: [m for m in items if m["id"] != model_id],
+            lambda items, _none: _without_model(items, model_id),
+            single_statement=True,  # delete_model is one DELETE (links go by cascade)
         )
 
 
 def _model_id(model: Row) -> str:
     return str(model["id"])
+
+
+def _with_model(items: list[Row], row: Row) -> list[Row]:
+    """Return a copy of the id-ordered ``items`` with ``row`` in its place (no full re-sort)."""
+    listing = list(items)
+    bisect.insort(listing, row, key=_model_id)
+    return listing
+
+
+def _without_model(items: list[Row], model_id: str) -> list[Row]:
+    """Return the id-ordered ``items`` without the model ``model_id``."""
+    at = bisect.bisect_left(items, model_id, key=_model_id)
+    if at < len(items) and items[at]["id"] == model_id:
+        return items[:at] + items[at + 1 :]
+    return items

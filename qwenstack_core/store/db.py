@@ -209,14 +209,18 @@ class Store:
         self,
         fn: Callable[[sqlite3.Connection], T],
         then: Callable[[sqlite3.Connection, T], U],
+        *,
+        single_statement: bool = False,
     ) -> U:
         """Like ``write``, then run ``then(conn, result)`` on the store thread after the commit.
 
         ``then`` runs in commit order and only for committed writes: the place to keep a
         derived view (a catalog list) up to date without re-reading it inside every write.
+        ``single_statement``: see ``write_sync``.
         """
         return await self._thread.submit(
-            lambda: then(self._require(), self.write_sync(fn)), self._written
+            lambda: then(self._require(), self.write_sync(fn, single_statement=single_statement)),
+            self._written,
         )
 
     def _written(self) -> None:
@@ -237,8 +241,17 @@ class Store:
         """Cache ``value`` for ``key`` as read right after the latest write."""
         self._cache[key] = (self._generation, value)
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one transaction on the calling thread (store thread only)."""
+    def write_sync(
+        self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False
+    ) -> T:
+        """Run ``fn(conn)`` in one transaction on the calling thread (store thread only).
+
+        With ``single_statement`` the caller promises that ``fn`` executes exactly one SQL
+        statement: SQLite makes a single statement atomic by itself (its own transaction, with
+        its triggers and foreign-key cascades), so no BEGIN and COMMIT are run around it. Each
+        statement releases and retakes the GIL on this thread, and retaking it waits for a busy
+        event loop: two statements fewer per write is measurably less CPU under load.
+        """
         conn = self._require()
         # Checked once per batch of queued jobs, not per write: stat releases the GIL, which a
         # busy event loop then takes a switch interval to hand back. A file replaced between
@@ -253,16 +266,7 @@ class Store:
         if self._checkpointer is not None and self._checkpointer.wants_finish():
             self._checkpointer.finish_on(conn)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                # Also when COMMIT itself failed (disk full, busy): never leave the one
-                # connection inside a transaction, or every later BEGIN would fail.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            result = fn(conn) if single_statement else _in_transaction(conn, fn)
         except sqlite3.Error as exc:
             fault = storage_fault(exc, self.path)
             if fault is None:
@@ -281,3 +285,18 @@ class Store:
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await self._thread.run(fn)
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn(conn)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT``; roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        # Also when COMMIT itself failed (disk full, busy): never leave the one connection
+        # inside a transaction, or every later BEGIN would fail.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
