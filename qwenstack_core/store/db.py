@@ -108,7 +108,9 @@ class Store:
         # commits (store/checkpoint.py); a child's keeps SQLite's automatic checkpoint.
         self._own_checkpoints = migrate if own_checkpoints is None else own_checkpoints
         self._checkpointer: Checkpointer | None = None
-        self._thread = DatabaseThread()
+        # The daemon's store thread does not preempt its event loop when handed a job
+        # (worker.py); a child's keeps the default.
+        self._thread = DatabaseThread(yield_on_wake=migrate)
         self._conn: sqlite3.Connection | None = None
         # (device, inode) of the file opened: a file deleted or replaced under the running
         # process is detected before each write, which is refused instead of being lost.

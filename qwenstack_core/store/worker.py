@@ -5,11 +5,18 @@ the store thread finishes several jobs per wake-up, so this worker posts every f
 result of a batch with one ``call_soon_threadsafe``, and none at all while the loop has yet to
 take the results of an earlier batch: those are handed over together. Same contract as a
 one-worker executor: jobs run one at a time, in submission order.
+
+Handing a job to an idle thread wakes it, and Linux lets a woken thread preempt the one that
+woke it: the event loop, on its own CPU, in the middle of a request and holding the GIL. The
+store thread then found the GIL taken and slept again, two context switches per job for
+nothing. With ``yield_on_wake`` the thread waits for jobs as a ``SCHED_BATCH`` thread (a
+batch thread's wake-up never preempts) and does its work as a normal thread again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -20,15 +27,19 @@ T = TypeVar("T")
 _Job = tuple[Callable[[], Any], asyncio.Future[Any], Callable[[], None] | None]
 _Done = tuple[asyncio.Future[Any], Any, BaseException | None, Callable[[], None] | None]
 
+_WAIT_POLICY = getattr(os, "SCHED_BATCH", None)  # Linux only
+_WORK_POLICY = getattr(os, "SCHED_OTHER", None)
+
 
 class DatabaseThread:
     """Run callables on one dedicated thread; await their results from the loop."""
 
-    def __init__(self, name: str = "store") -> None:
+    def __init__(self, name: str = "store", *, yield_on_wake: bool = False) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._name = name
+        self._yield_on_wake = yield_on_wake and _WAIT_POLICY is not None
         self.batches = 0  # batches started so far (read on the database thread)
         # Finished jobs the loop has not taken yet, and whether a hand-over is scheduled.
         self._done: list[_Done] = []
@@ -72,9 +83,11 @@ class DatabaseThread:
     def _work(self) -> None:
         loop = self._loop
         assert loop is not None  # noqa: S101
+        if self._yield_on_wake and os.sched_getscheduler(0) != _WORK_POLICY:
+            self._yield_on_wake = False  # started with another policy on purpose: keep it
         stopping = False
         while not stopping:
-            job = self._jobs.get()
+            job = self._next_job()
             batch: list[_Job] = []
             while job is not None:
                 batch.append(job)
@@ -99,6 +112,23 @@ class DatabaseThread:
                 if schedule:  # else the hand-over already scheduled takes these too
                     loop.call_soon_threadsafe(self._deliver)
 
+    def _next_job(self) -> _Job | None:
+        """Take the next job, waiting for one as a batch thread with ``yield_on_wake``."""
+        try:
+            return self._jobs.get_nowait()
+        except queue.Empty:
+            if not self._yield_on_wake:
+                return self._jobs.get()
+        try:
+            _set_policy(_WAIT_POLICY)
+        except OSError:  # not allowed here (a sandbox): wait as a normal thread from now on
+            self._yield_on_wake = False
+            return self._jobs.get()
+        try:
+            return self._jobs.get()
+        finally:
+            _set_policy(_WORK_POLICY)
+
     def _deliver(self) -> None:
         with self._done_lock:
             done, self._done = self._done, []
@@ -112,3 +142,9 @@ class DatabaseThread:
                 fut.set_result(value)
             else:
                 fut.set_exception(exc)
+
+
+def _set_policy(policy: int | None) -> None:
+    """Set the scheduling policy of the calling thread (pid 0: this thread only, on Linux)."""
+    if policy is not None:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
