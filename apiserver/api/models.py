@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from apiserver.keys import MODELS
 from apiserver.schema_types import parse_body, parse_query
 from apiserver.schemas import ModelChanges, ModelIn, ModelQuery
 from apiserver.validation import path_id, read_json
+
+# The same answer for every deletion: encoded once.
+_DELETED = json.dumps({"success": True, "message": "Model deleted"}).encode()
 
 
 def _model_id(request: web.Request) -> str:
@@ -42,7 +47,7 @@ async def update_model(request: web.Request) -> web.Response:
 async def delete_model(request: web.Request) -> web.Response:
     """Delete a model and its links."""
     await request.app[MODELS].delete(_model_id(request))
-    return web.json_response({"success": True, "message": "Model deleted"})
+    return web.Response(body=_DELETED, content_type="application/json", charset="utf-8")
 
 
 def setup(app: web.Application) -> None:

@@ -98,8 +98,17 @@ def iso_now() -> str:
     Formatted from ``time.time()`` directly: one per write, and cheaper than building an aware
     datetime and rewriting its offset.
     """
+    global _formatted_second  # noqa: PLW0603 - a one-entry cache of the formatted second
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    second, prefix = _formatted_second
+    if int(now) != second:  # strftime once a second, not once per event
+        second = int(now)
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _formatted_second = (second, prefix)
+    return f"{prefix}{int(now * 1000) % 1000:03d}Z"
+
+
+_formatted_second: tuple[int, str] = (-1, "")  # replaced whole: safe to read from any thread
 
 
 @dataclass(frozen=True, slots=True)

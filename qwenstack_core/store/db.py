@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Hashable
@@ -201,26 +202,29 @@ class Store:
                 raise
             raise fault from exc
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one transaction on the store thread."""
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run ``fn(conn)`` in one transaction on the store thread; await the returned future.
+
+        A plain future rather than a coroutine: one frame less on every write.
+        """
         # A cancelled caller cannot stop a queued write, so the cache generation is bumped
         # when the write really ends (on_done), not when the caller gives up waiting.
-        return await self._thread.submit(lambda: self.write_sync(fn), self._written)
+        return self._thread.submit(lambda: self.write_sync(fn), self._written)
 
-    async def write_then(
+    def write_then(
         self,
         fn: Callable[[sqlite3.Connection], T],
         then: Callable[[sqlite3.Connection, T], U],
         *,
         single_statement: bool = False,
-    ) -> U:
+    ) -> asyncio.Future[U]:
         """Like ``write``, then run ``then(conn, result)`` on the store thread after the commit.
 
         ``then`` runs in commit order and only for committed writes: the place to keep a
         derived view (a catalog list) up to date without re-reading it inside every write.
-        ``single_statement``: see ``write_sync``.
+        ``single_statement``: see ``write_sync``. Await the returned future.
         """
-        return await self._thread.submit(
+        return self._thread.submit(
             lambda: then(self._require(), self.write_sync(fn, single_statement=single_statement)),
             self._written,
         )

@@ -105,7 +105,7 @@ def create_model(
         "id": id,
         "name": name,
         "description": description,
-        "capabilities": json.loads(text),  # a fresh copy, as a read-back would give
+        "capabilities": list(capabilities),  # a fresh copy (of strings), as a read-back gives
         "created_at": now,
         "updated_at": now,
     }
