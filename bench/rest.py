@@ -25,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from figures import cpu_of
 
 BASELINE_APP = textwrap.dedent(
     """
@@ -102,11 +103,6 @@ async def wait_healthy(http: aiohttp.ClientSession, url: str, timeout: float = 1
             pass
         await asyncio.sleep(0.005)
     raise RuntimeError(f"{url} did not become healthy")
-
-
-def cpu_of(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system
 
 
 async def run(
