@@ -16,8 +16,8 @@ Departed clients also leave reference cycles behind (their tasks, sockets and re
 after clients left first runs a full ``gc.collect()`` on the loop, when it pays: once as many
 clients left since the last collection as are still connected (a collection walks every
 object of the clients that stay; measured ~40-70 ms after a thousand clients left, ~140 ms
-with 500 still connected). The daemon runs on glibc's malloc (``apiserver.cli.allocator``), so
-what the collection frees is trimmed too.
+with 500 still connected). What the collection frees goes back to pymalloc's arenas (an arena
+empty as a whole is returned), or to the C heap and then the system with ``PYTHONMALLOC=malloc``.
 """
 
 from __future__ import annotations
