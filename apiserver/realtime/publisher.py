@@ -182,7 +182,7 @@ class EventPublisher:
             done = self._deliver_now(event)
             if done == len(self._sinks):
                 return event
-        if gate is None or not held:
+        if gate is None or gate.released:
             self._pending.append((event, None, done, 0.0))
             self._wakeup.set()
         else:

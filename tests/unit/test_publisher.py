@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,6 +29,19 @@ class RecordingSink:
         return True
 
 
+@contextlib.asynccontextmanager
+async def running(*sinks: RecordingSink) -> AsyncIterator[EventPublisher]:
+    """A started publisher delivering to ``sinks`` (each with its synchronous form)."""
+    events = EventPublisher()
+    for sink in sinks:
+        events.add_sink(sink.deliver, now=sink.now)
+    await events.start()
+    try:
+        yield events
+    finally:
+        await events.stop()
+
+
 async def settled(events: EventPublisher) -> None:
     """Wait until the delivery task has handed everything queued to the sinks."""
     async with asyncio.timeout(5):
@@ -34,17 +49,11 @@ async def settled(events: EventPublisher) -> None:
 
 
 async def test_an_event_reaches_synchronous_sinks_inside_publish() -> None:
-    events = EventPublisher()
     first, second = RecordingSink(), RecordingSink()
-    events.add_sink(first.deliver, now=first.now)
-    events.add_sink(second.deliver, now=second.now)
-    await events.start()
-    try:
+    async with running(first, second) as events:
         events.publish("proxy:status", {"n": 1})
         # Before any await: delivered from the publishing call itself.
         assert first.got == [(1, "now")] and second.got == [(1, "now")]
-    finally:
-        await events.stop()
 
 
 async def test_a_sink_without_a_synchronous_form_gets_it_from_the_task_in_order() -> None:
@@ -67,27 +76,19 @@ async def test_a_sink_without_a_synchronous_form_gets_it_from_the_task_in_order(
 
 
 async def test_a_sink_that_cannot_take_it_now_gets_it_from_the_task() -> None:
-    events = EventPublisher()
     sink = RecordingSink(can_now=False)
-    events.add_sink(sink.deliver, now=sink.now)
-    await events.start()
-    try:
+    async with running(sink) as events:
         events.publish("proxy:status", {})
         assert sink.got == []
         sink.can_now = True
         events.publish("proxy:status", {})  # queued behind the first, not ahead of it
         await settled(events)
         assert sink.got == [(1, "task"), (2, "task")]
-    finally:
-        await events.stop()
 
 
 async def test_an_event_of_a_request_waits_for_its_response_and_later_ones_wait_too() -> None:
-    events = EventPublisher()
     sink = RecordingSink()
-    events.add_sink(sink.deliver, now=sink.now)
-    await events.start()
-    try:
+    async with running(sink) as events:
         with ResponseGate() as gate:
             events.publish("providers:updated", {})
             # Published outside the request, but after its event: must not overtake it.
@@ -97,8 +98,6 @@ async def test_an_event_of_a_request_waits_for_its_response_and_later_ones_wait_
             gate.release()
         await settled(events)
         assert sink.got == [(1, "task"), (2, "task")]
-    finally:
-        await events.stop()
 
 
 async def publish_outside(events: EventPublisher) -> None:
@@ -121,12 +120,9 @@ async def test_before_start_events_wait_for_the_task() -> None:
 
 
 async def test_events_held_for_a_response_go_out_when_it_is_handed_off() -> None:
-    events = EventPublisher()
     sink = RecordingSink()
-    events.add_sink(sink.deliver, now=sink.now)
-    await events.start()
-    await asyncio.sleep(0)  # one loop turn: the new delivery task reaches its wait for work
-    try:
+    async with running(sink) as events:
+        await asyncio.sleep(0)  # one loop turn: the new delivery task reaches its wait for work
         with ResponseGate() as gate:
             events.publish("models:updated", {})
             events.publish("models:updated", {})
@@ -136,19 +132,14 @@ async def test_events_held_for_a_response_go_out_when_it_is_handed_off() -> None
         await settled(events)
         # Delivered from the hand-off itself (no wake-up of the delivery task), in order, once.
         assert sink.got == [(1, "now"), (2, "now")]
-    finally:
-        await events.stop()
 
 
 async def test_an_event_held_by_a_response_that_never_comes_goes_out_by_its_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(publisher, "GATE_TIMEOUT_S", 0.05)
-    events = EventPublisher()
     sink = RecordingSink()
-    events.add_sink(sink.deliver, now=sink.now)
-    await events.start()
-    try:
+    async with running(sink) as events:
         with ResponseGate() as first:
             events.publish("models:updated", {})  # arms the one timer
             first.release()
@@ -160,5 +151,3 @@ async def test_an_event_held_by_a_response_that_never_comes_goes_out_by_its_dead
             await settled(events)
             assert not stuck.released  # went out although its response never did
         assert sink.got == [(1, "now"), (2, "task")]
-    finally:
-        await events.stop()
