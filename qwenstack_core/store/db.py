@@ -12,7 +12,8 @@ from typing import Any, TypeAlias, TypeVar
 from qwenstack_core.errors import StorageUnavailable
 from qwenstack_core.store import schema
 from qwenstack_core.store.checkpoint import Checkpointer
-from qwenstack_core.store.worker import DatabaseThread
+from qwenstack_core.store.commits import WriteJob, run_batch
+from qwenstack_core.store.worker import DatabaseThread, Outcome
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -111,7 +112,7 @@ class Store:
         self._checkpointer: Checkpointer | None = None
         # The daemon's store thread does not preempt its event loop when handed a job
         # (worker.py); a child's keeps the default.
-        self._thread = DatabaseThread(yield_on_wake=migrate)
+        self._thread = DatabaseThread(yield_on_wake=migrate, run_batch=self._run_batch)
         self._conn: sqlite3.Connection | None = None
         # (device, inode) of the file opened: a file deleted or replaced under the running
         # process is detected before each write, which is refused instead of being lost.
@@ -120,6 +121,7 @@ class Store:
         self._identity_fault: str | None = None
         self.fault: str | None = None  # the last storage fault, until a write succeeds
         self.migrated_from = 0
+        self.commits = 0  # write transactions committed (diagnostics and tests)
         # Read cache for the small, hot catalog lists (providers, models). Only this process
         # writes those tables (the children only write history), so a counter bumped by every
         # write through this Store is a sufficient invalidation.
@@ -209,7 +211,7 @@ class Store:
         """
         # A cancelled caller cannot stop a queued write, so the cache generation is bumped
         # when the write really ends (on_done), not when the caller gives up waiting.
-        return self._thread.submit(lambda: self.write_sync(fn), self._written)
+        return self._thread.submit(WriteJob(fn, self._write_alone), self._written)
 
     def write_then(
         self,
@@ -224,10 +226,17 @@ class Store:
         derived view (a catalog list) up to date without re-reading it inside every write.
         ``single_statement``: see ``write_sync``. Await the returned future.
         """
-        return self._thread.submit(
-            lambda: then(self._require(), self.write_sync(fn, single_statement=single_statement)),
-            self._written,
-        )
+        job = WriteJob(fn, self._write_alone, then=then, single_statement=single_statement)
+        return self._thread.submit(job, self._written)
+
+    def _write_alone(self, job: WriteJob) -> Any:
+        """Run one queued write in a transaction of its own (store thread)."""
+        value = self.write_sync(job.fn, single_statement=job.single_statement)
+        return value if job.then is None else job.then(self._require(), value)
+
+    def _run_batch(self, jobs: list[Callable[[], Any]]) -> list[Outcome]:
+        """The store thread's batch: writes queued together commit together (commits.py)."""
+        return run_batch(self, jobs)
 
     def _written(self) -> None:
         self._generation += 1
@@ -259,6 +268,24 @@ class Store:
         event loop: two statements fewer per write is measurably less CPU under load.
         """
         conn = self._require()
+        self.before_write(conn)
+        try:
+            result = fn(conn) if single_statement else _in_transaction(conn, fn)
+        except sqlite3.Error as exc:
+            failure = self.write_failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self.committed()
+        return result
+
+    # What a group of writes needs (commits.WriteHost); store thread only.
+
+    def write_connection(self) -> sqlite3.Connection:
+        return self._require()
+
+    def before_write(self, conn: sqlite3.Connection) -> None:
+        """Refuse writes to a replaced file; complete a checkpoint when one is due."""
         # Checked once per batch of queued jobs, not per write: stat releases the GIL, which a
         # busy event loop then takes a switch interval to hand back. A file replaced between
         # two jobs of a batch is the same race as one replaced between the check and COMMIT.
@@ -271,18 +298,23 @@ class Store:
             raise StorageUnavailable(problem + "; nothing was written")
         if self._checkpointer is not None and self._checkpointer.wants_finish():
             self._checkpointer.finish_on(conn)
-        try:
-            result = fn(conn) if single_statement else _in_transaction(conn, fn)
-        except sqlite3.Error as exc:
+
+    def write_failed(self, exc: BaseException) -> BaseException:
+        """Return what the caller of a failed write gets: storage faults become a sentence."""
+        if isinstance(exc, sqlite3.Error):
             fault = storage_fault(exc, self.path)
-            if fault is None:
-                raise
-            self.fault = fault.message
-            raise fault from exc
+            if fault is not None:
+                self.fault = fault.message
+                fault.__cause__ = exc
+                return fault
+        return exc
+
+    def committed(self) -> None:
+        """Record a committed write transaction."""
         self.fault = None
+        self.commits += 1
         if self._checkpointer is not None:
             self._checkpointer.committed()
-        return result
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

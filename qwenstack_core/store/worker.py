@@ -26,6 +26,10 @@ T = TypeVar("T")
 
 _Job = tuple[Callable[[], Any], asyncio.Future[Any], Callable[[], None] | None]
 _Done = tuple[asyncio.Future[Any], Any, BaseException | None, Callable[[], None] | None]
+# What running one job gave: its value, or the exception it raised.
+Outcome = tuple[Any, BaseException | None]
+# Runs the callables of one batch, in order, and returns one outcome per callable.
+BatchRunner = Callable[[list[Callable[[], Any]]], list[Outcome]]
 
 _WAIT_POLICY = getattr(os, "SCHED_BATCH", None)  # Linux only
 _WORK_POLICY = getattr(os, "SCHED_OTHER", None)
@@ -34,7 +38,16 @@ _WORK_POLICY = getattr(os, "SCHED_OTHER", None)
 class DatabaseThread:
     """Run callables on one dedicated thread; await their results from the loop."""
 
-    def __init__(self, name: str = "store", *, yield_on_wake: bool = False) -> None:
+    def __init__(
+        self,
+        name: str = "store",
+        *,
+        yield_on_wake: bool = False,
+        run_batch: BatchRunner | None = None,
+    ) -> None:
+        # The owner may run a batch's jobs its own way (the Store commits consecutive writes
+        # together); by default each job runs alone.
+        self._run_batch = run_batch or run_each
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,12 +111,14 @@ class DatabaseThread:
             else:
                 stopping = True
             self.batches += 1
-            done: list[_Done] = []
-            for fn, fut, on_done in batch:
-                try:
-                    done.append((fut, fn(), None, on_done))
-                except BaseException as exc:  # handed to the awaiting coroutine
-                    done.append((fut, None, exc, on_done))
+            try:
+                outcomes = self._run_batch([fn for fn, _fut, _on_done in batch])
+            except BaseException as exc:  # a fault of the runner itself: every job learns it
+                outcomes = [(None, exc)] * len(batch)
+            done: list[_Done] = [
+                (fut, value, exc, on_done)
+                for (_fn, fut, on_done), (value, exc) in zip(batch, outcomes, strict=True)
+            ]
             if done:
                 with self._done_lock:
                     self._done.extend(done)
@@ -142,6 +157,19 @@ class DatabaseThread:
                 fut.set_result(value)
             else:
                 fut.set_exception(exc)
+
+
+def run_one(fn: Callable[[], Any]) -> Outcome:
+    """Run ``fn``; return its value, or the exception it raised (handed to whoever awaits it)."""
+    try:
+        return fn(), None
+    except BaseException as exc:
+        return None, exc
+
+
+def run_each(jobs: list[Callable[[], Any]]) -> list[Outcome]:
+    """Run ``jobs`` one after the other (the default batch runner)."""
+    return [run_one(fn) for fn in jobs]
 
 
 def _set_policy(policy: int | None) -> None:
