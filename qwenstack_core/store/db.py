@@ -90,7 +90,8 @@ class Store:
 
     ``read`` and ``write`` take a function of a connection; repositories in this package are
     such functions. A write runs inside ``BEGIN IMMEDIATE`` … ``COMMIT`` and is rolled back
-    whole on any error, so nothing is half-written.
+    whole on any error, so nothing is half-written; writes queued together share one
+    transaction, each rolled back alone when it fails (commits.py).
     """
 
     def __init__(
