@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -19,7 +18,7 @@ from apiserver.realtime.publisher import ResponseGate
 from apiserver.security import AccessPolicy, bearer, same_origin
 from apiserver.validation import check_body_headers
 from qwenstack_core.errors import StoreError
-from qwenstack_core.logsetup import get_logger
+from qwenstack_core.logsetup import bind_log_context, get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -68,10 +67,7 @@ def request_context() -> Middleware:
         if not (request_id and len(request_id) <= 128 and _REQUEST_ID.fullmatch(request_id)):
             request_id = f"{prefix}-{next(counter)}"  # only safe ids are echoed back
         request[REQUEST_ID] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            request_id=request_id, method=request.method, path=request.path
-        )
+        bind_log_context(request_id=request_id, method=request.method, path=request.path)
         started = time.perf_counter()
         try:
             response = await handler(request)

@@ -67,7 +67,8 @@ class ModelIn(Body):
     id: Id
     name: Name
     description: Text | None = None
-    capabilities: Capabilities = []
+    # A factory, not ``= []``: pydantic deep-copies a mutable default on every validation.
+    capabilities: Capabilities = Field(default_factory=list, json_schema_extra={"default": []})
 
     @field_validator("capabilities")
     @classmethod

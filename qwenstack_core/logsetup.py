@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import structlog
@@ -20,12 +21,32 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> Even
     return event
 
 
+# Key/values every log line of the current task carries (a request's id, method and path). One
+# variable set once per request: structlog.contextvars keeps one per key, and clearing them
+# copies the whole context, on every request.
+_LOG_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("log_context", default=None)
+
+
+def bind_log_context(**values: Any) -> None:
+    """Make ``values`` part of every later log line of this task, replacing what was bound."""
+    _LOG_CONTEXT.set(values)
+
+
+def merge_log_context(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """Add the bound log context to a line; the line's own keys win."""
+    context = _LOG_CONTEXT.get()
+    if context:
+        for key, value in context.items():
+            event.setdefault(key, value)
+    return event
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog and the stdlib root logger once, before anything logs."""
     out = stream or sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        merge_log_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

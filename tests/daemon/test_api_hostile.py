@@ -179,6 +179,29 @@ async def test_non_ascii_request_id_is_not_echoed(daemon: Daemon) -> None:
     assert headers["x-request-id"].isascii() and headers["x-request-id"]
 
 
+async def test_each_request_logs_its_own_id_method_and_path(
+    daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    # Two requests on one kept-alive connection: the second must not inherit the first's id.
+    first = asyncio.ensure_future(daemon.next_log("request_finished"))
+    await asyncio.sleep(0)  # waiting for the line before the request is sent
+    async with http.get(daemon.url + "/api/no-such-route", headers={"X-Request-ID": "rid-1"}):
+        pass
+    line = await first
+    assert {k: line.get(k) for k in ("request_id", "method", "path", "status")} == {
+        "request_id": "rid-1", "method": "GET", "path": "/api/no-such-route", "status": 404,
+    }  # fmt: skip
+    second = asyncio.ensure_future(daemon.next_log("request_finished"))
+    await asyncio.sleep(0)
+    async with http.delete(daemon.url + "/api/models/no-such-model") as resp:
+        generated = resp.headers["X-Request-ID"]
+    line = await second
+    assert generated != "rid-1"
+    assert (line["request_id"], line["method"], line["path"]) == (
+        generated, "DELETE", "/api/models/no-such-model",
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload"),
     [
