@@ -5,7 +5,12 @@ same invocation, a baseline: a bare aiohttp app answering a fixed JSON list, so 
 what our stack adds over the framework floor on this machine. CPU time is read from the server
 process (user+system), which stays stable on a noisy machine where wall-clock figures do not.
 
-Usage: .venv/bin/python bench/rest.py [--requests 2000] [--pairs 1000]
+Each scenario runs ``--rounds`` times, the three scenarios of a concurrency in turn (baseline,
+GET, pairs; then again), and a row shows the median round's CPU per operation and the
+latencies of all rounds: a burst of load from another program on the machine then moves one
+round, not the figure.
+
+Usage: .venv/bin/python bench/rest.py [--requests 2000] [--pairs 1000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ BASELINE_APP = textwrap.dedent(
 
 @dataclass
 class Result:
-    """Figures of one scenario."""
+    """Figures of one scenario (of one round, or of all rounds: see ``merged``)."""
 
     name: str
     concurrency: int
@@ -65,6 +70,17 @@ class Result:
             f"{self.name:<28} c={self.concurrency:<3} {self.ops / self.wall_s:8.0f} op/s  "
             f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  cpu {cpu_ms:6.3f} ms/op  {ratio}"
         )
+
+
+def merged(rounds: list[Result]) -> Result:
+    """Return one Result for the rounds of a scenario: the median round's CPU per operation,
+    everyone's latencies, the total operations and wall time."""
+    ops = sum(r.ops for r in rounds)
+    cpu_per_op = statistics.median(r.cpu_s / r.ops for r in rounds)
+    latencies = [ms for r in rounds for ms in r.latencies_ms]
+    first = rounds[0]
+    return Result(first.name, first.concurrency, ops, sum(r.wall_s for r in rounds), latencies,
+                  cpu_per_op * ops)  # fmt: skip
 
 
 def targets(c: int, base: Result, get: Result, pairs: Result) -> str:
@@ -180,19 +196,21 @@ async def bench(args: argparse.Namespace) -> None:
             results: list[tuple[Result, float | None]] = []
             verdicts: list[str] = []
             for c in (1, 50):
-                base = await run(
-                    "baseline GET (bare aiohttp)", bproc, c, args.requests,
-                    lambda _i: get(burl + "/api/providers"),
-                )  # fmt: skip
+                rounds: list[tuple[Result, Result, Result]] = []
+                for _ in range(args.rounds):
+                    base = await run(
+                        "baseline GET (bare aiohttp)", bproc, c, args.requests,
+                        lambda _i: get(burl + "/api/providers"),
+                    )  # fmt: skip
+                    ours = await run(
+                        "GET /api/providers", dproc, c, args.requests,
+                        lambda _i: get(url + "/api/providers"),
+                    )  # fmt: skip
+                    pairs = await run("POST+DELETE /api/models", dproc, c, args.pairs, pair)
+                    rounds.append((base, ours, pairs))
+                base, ours, pairs = (merged([r[k] for r in rounds]) for k in range(3))
                 base_cpu = base.cpu_s * 1000 / base.ops
-                results.append((base, None))
-                ours = await run(
-                    "GET /api/providers", dproc, c, args.requests,
-                    lambda _i: get(url + "/api/providers"),
-                )  # fmt: skip
-                results.append((ours, base_cpu))
-                pairs = await run("POST+DELETE /api/models", dproc, c, args.pairs, pair)
-                results.append((pairs, base_cpu))
+                results += [(base, None), (ours, base_cpu), (pairs, base_cpu)]
                 verdicts.append(targets(c, base, ours, pairs))
             rss_after = dproc.memory_info().rss
         finally:
@@ -204,7 +222,8 @@ async def bench(args: argparse.Namespace) -> None:
     print(f"daemon start to first /api/health 200: {startup * 1000:.0f} ms (target < 500 ms)")
     print(f"daemon idle RSS after warm-up: {idle_rss / 2**20:.1f} MiB (target < 60 MiB); "
           f"after the runs: {rss_after / 2**20:.1f} MiB")  # fmt: skip
-    print("ratio = daemon CPU per request / bare-aiohttp CPU per request (same invocation)")
+    print("ratio = daemon CPU per request / bare-aiohttp CPU per request (same invocation); "
+          f"CPU per op: the median of {args.rounds} interleaved rounds")  # fmt: skip
     for result, base_cpu in results:
         print(result.row(base_cpu))
     print("targets (issue 11): create+delete pair CPU <= 4x the baseline's per-request CPU and "
@@ -217,6 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
     asyncio.run(bench(parser.parse_args()))
 
 
