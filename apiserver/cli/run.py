@@ -68,7 +68,10 @@ async def serve(settings: Settings) -> None:
         # leaves their trees (before the first spawn: restore runs in runner.setup()).
         app[keys.PROXY].become_subreaper()
         notifier = ServiceNotifier.from_settings(settings.notify_socket, settings.watchdog_interval)
-        app[keys.EVENTS].add_sink(notifier.on_event, now=notifier.on_event_now)
+        # systemd's status line is no audience of HTTP responses: it never holds events back.
+        app[keys.EVENTS].add_sink(
+            notifier.on_event, now=notifier.on_event_now, audience=lambda: False
+        )
         runner = JsonErrorAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)

@@ -106,6 +106,10 @@ class Hub:
     def get(self, sid: str) -> Client | None:
         return self._clients.get(sid)
 
+    def has_clients(self) -> bool:
+        """Return True while any client is connected (greeted or not)."""
+        return bool(self._clients)
+
     def listened(self, name: str) -> bool:
         """Return True when a greeted client receives events named ``name`` (topic events)."""
         return any(c.ready and c.wants(name, True) for c in tuple(self._clients.values()))

@@ -76,7 +76,7 @@ def create_hub(
             sio = _server(options, policy, fast=False)
     hub = Hub(sio, events, status)
     sio.register_namespace(EventsNamespace(hub, policy, sio.engine.input_warnings))
-    events.add_sink(hub.deliver, now=hub.deliver_now)
+    events.add_sink(hub.deliver, now=hub.deliver_now, audience=hub.has_clients)
     log.debug("socketio_ready", mode="fast" if hub.fast else "supported")
     return hub
 

@@ -86,6 +86,10 @@ class ResponseGate:
         self.release()
 
 
+def _always() -> bool:
+    return True
+
+
 # The response gate of the request being handled, if any (set by the request middleware).
 RESPONSE_GATE: contextvars.ContextVar[ResponseGate | None] = contextvars.ContextVar(
     "response_gate", default=None
@@ -125,6 +129,9 @@ class Event:
 Sink = Callable[[Event], Awaitable[None]]
 # Delivers one event at once and returns True, or does nothing and returns False (it cannot now).
 SyncSink = Callable[[Event], bool]
+# Returns True when someone who could also see the HTTP response would get an event now (a
+# connected client); the response gate only matters to them.
+Audience = Callable[[], bool]
 
 
 class EventPublisher:
@@ -146,20 +153,27 @@ class EventPublisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._sinks: list[tuple[Sink, SyncSink | None]] = []
+        self._audiences: list[Audience] = []
         self._task: asyncio.Task[None] | None = None
         # True while the delivery task holds the queue's head (waiting on its gate or its
         # sinks): nothing else may deliver then, or events would go out twice or out of order.
         self._draining = False
 
-    def add_sink(self, sink: Sink, *, now: SyncSink | None = None) -> None:
+    def add_sink(
+        self, sink: Sink, *, now: SyncSink | None = None, audience: Audience | None = None
+    ) -> None:
         """Register a coroutine that receives every event, and its synchronous form, if any.
 
         With every sink's ``now`` able to take it, an event with no response to wait for and
         nothing queued before it is delivered inside ``publish``: a child's crash reaches the
         clients' sockets from the callback that learnt it, without waiting for the next turn
-        of the event loop.
+        of the event loop. ``audience`` tells whether the sink has anyone the response gate
+        is for right now (without it: always); while no sink has, a write's events are
+        delivered inside ``publish`` too, instead of being held for a response nobody
+        compares them with.
         """
         self._sinks.append((sink, now))
+        self._audiences.append(audience or _always)
 
     def publish(
         self, name: str, payload: dict[str, Any], *, subscribers_only: bool = False
@@ -176,7 +190,7 @@ class EventPublisher:
             self.recent.append(event)
         self.counts[name] = self.counts.get(name, 0) + 1
         gate = RESPONSE_GATE.get()
-        held = gate is not None and not gate.released
+        held = gate is not None and not gate.released and self._heard()
         done = 0
         if not self._pending and self._task is not None and not held:
             done = self._deliver_now(event)
@@ -196,6 +210,10 @@ class EventPublisher:
                 self._timer = loop.call_at(deadline, self._timer_fired)
         self._idle.clear()
         return event
+
+    def _heard(self) -> bool:
+        """Return True when some sink has an audience for the events now."""
+        return any(audience() for audience in self._audiences)
 
     def _timer_fired(self) -> None:
         self._timer = None

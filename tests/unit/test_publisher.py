@@ -134,6 +134,31 @@ async def test_events_held_for_a_response_go_out_when_it_is_handed_off() -> None
         assert sink.got == [(1, "now"), (2, "now")]
 
 
+async def test_without_an_audience_events_of_a_request_go_out_at_once_and_in_order() -> None:
+    sink, silent = RecordingSink(), RecordingSink()
+    audience = {"clients": 0}
+    events = EventPublisher()
+    events.add_sink(sink.deliver, now=sink.now, audience=lambda: audience["clients"] > 0)
+    events.add_sink(silent.deliver, now=silent.now, audience=lambda: False)
+    await events.start()
+    try:
+        with ResponseGate():
+            events.publish("models:updated", {})  # nobody to hold it for: delivered now
+            assert sink.got == [(1, "now")] and silent.got == [(1, "now")]
+            audience["clients"] = 1  # a client connects before the response is handed off
+            events.publish("models:updated", {})
+            events.publish("models:updated", {})
+            audience["clients"] = 0
+            events.publish("models:updated", {})  # queued behind the held ones, not before
+            await asyncio.sleep(0.01)
+            assert sink.got == [(1, "now")]
+        await settled(events)
+        assert [seq for seq, _ in sink.got] == [1, 2, 3, 4]
+        assert [seq for seq, _ in silent.got] == [1, 2, 3, 4]
+    finally:
+        await events.stop()
+
+
 async def test_an_event_held_by_a_response_that_never_comes_goes_out_by_its_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
