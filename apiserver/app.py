@@ -50,11 +50,7 @@ def create_app(
     policy = AccessPolicy.from_settings(settings)
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[
-            middleware.request_context(),
-            middleware.access_control(policy),
-            middleware.events_after_response,
-        ],
+        middlewares=[middleware.api_middleware(policy)],
     )
     app.on_response_prepare.append(middleware.decorate_response)
     app[keys.SETTINGS] = settings

@@ -1,4 +1,7 @@
-"""Request middlewares: errors as JSON, request ids and logging, Host/Origin/token checks."""
+"""The request middleware: request ids, Host/Origin/token checks, errors as JSON, logging.
+
+It also hands a write's response to the transport before the events the write published go.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +58,15 @@ def _from_status(status: int, reason: str | None = None) -> errors.APIError:
     return errors.APIError(errors.INTERNAL_MESSAGE)
 
 
-def request_context() -> Middleware:
-    """Bind a request id to every log line, render every error as JSON, log the outcome."""
+def api_middleware(policy: AccessPolicy) -> Middleware:
+    """The one request middleware: every step of a request in one layer.
+
+    A request id in every log line; Host, Origin, CORS preflight, API token and body headers
+    checked (``access_checked``); a write's response handed to the transport before the events
+    it published go (``_hand_off``); every error in the one JSON shape; the outcome logged.
+    One layer rather than one per step: each layer costs every request a coroutine and an
+    await more (about 3% of a write's CPU for two of them).
+    """
     # Unique per daemon run without a syscall per request (uuid4 reads os.urandom).
     prefix = f"{os.getpid():x}{int(time.time()):x}"
     counter = itertools.count(1)
@@ -69,8 +79,17 @@ def request_context() -> Middleware:
         request[REQUEST_ID] = request_id
         bind_log_context(request_id=request_id, method=request.method, path=request.path)
         started = time.perf_counter()
+        response: web.StreamResponse
         try:
-            response = await handler(request)
+            preflight = access_checked(policy, request)
+            if preflight is not None:
+                response = preflight
+            elif request.method in WRITE_METHODS and request.path.startswith("/api/"):
+                with ResponseGate() as gate:
+                    response = await handler(request)
+                    await _hand_off(request, response, gate)
+            else:
+                response = await handler(request)
         except errors.APIError as exc:
             response = json_error(exc, request_id)
         except StoreError as exc:
@@ -124,68 +143,63 @@ async def decorate_response(request: web.Request, response: web.StreamResponse) 
         response.headers.update(cors)
 
 
-def access_control(policy: AccessPolicy) -> Middleware:
-    """Refuse foreign Hosts and Origins, answer CORS preflights, require the API token."""
+def access_checked(policy: AccessPolicy, request: web.Request) -> web.Response | None:
+    """Check where a request comes from and that it may be made; None when it may go on.
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not policy.host_allowed(request.headers.get("Host")):
-            raise errors.Forbidden("Host header not allowed", code="host_not_allowed")
-        path = request.path
-        origin = request.headers.get("Origin")
-        foreign = bool(origin) and not same_origin(origin or "", request.headers.get("Host"))
-        if foreign and not (origin and origin.isascii() and policy.origin_allowed(origin)):
-            # Also for Socket.IO: Engine.IO would refuse it with a bare JSON string.
-            raise errors.Forbidden("Origin not allowed", code="origin_not_allowed")
-        if path.startswith("/socket.io"):
-            return await handler(request)  # Engine.IO applies the token and CORS headers
-        if foreign and origin:
-            cors_headers = request[CORS_HEADERS] = {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
-                "Access-Control-Expose-Headers": "X-Request-ID",
-                "Vary": "Origin",
-            }
-            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-                cors_headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
-                cors_headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-                cors_headers["Access-Control-Max-Age"] = "600"
-                return web.Response(status=204)
-        if (
-            path.startswith("/api/")
-            and path not in PUBLIC_API_PATHS
-            and not policy.token_valid(bearer(request.headers.get("Authorization")))
-        ):
-            raise errors.Unauthorized(
-                "Missing or invalid API token: send 'Authorization: Bearer <API_TOKEN>'"
-            )
-        if request.method in WRITE_METHODS and path.startswith("/api/"):
-            check_body_headers(request)  # also for routes that never read their body
-        return await handler(request)
+    Raises APIError for a foreign Host or Origin, a missing API token or bad body headers;
+    returns the answer to a CORS preflight.
+    """
+    if not policy.host_allowed(request.headers.get("Host")):
+        raise errors.Forbidden("Host header not allowed", code="host_not_allowed")
+    path = request.path
+    origin = request.headers.get("Origin")
+    foreign = bool(origin) and not same_origin(origin or "", request.headers.get("Host"))
+    if foreign and not (origin and origin.isascii() and policy.origin_allowed(origin)):
+        # Also for Socket.IO: Engine.IO would refuse it with a bare JSON string.
+        raise errors.Forbidden("Origin not allowed", code="origin_not_allowed")
+    if path.startswith("/socket.io"):
+        return None  # Engine.IO applies the token and CORS headers
+    if foreign and origin:
+        cors_headers = request[CORS_HEADERS] = {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Credentials": "true",
+            "Access-Control-Expose-Headers": "X-Request-ID",
+            "Vary": "Origin",
+        }
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            cors_headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+            cors_headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            cors_headers["Access-Control-Max-Age"] = "600"
+            return web.Response(status=204)
+    if (
+        path.startswith("/api/")
+        and path not in PUBLIC_API_PATHS
+        and not policy.token_valid(bearer(request.headers.get("Authorization")))
+    ):
+        raise errors.Unauthorized(
+            "Missing or invalid API token: send 'Authorization: Bearer <API_TOKEN>'"
+        )
+    if request.method in WRITE_METHODS and path.startswith("/api/"):
+        check_body_headers(request)  # also for routes that never read their body
+    return None
 
-    return middleware
 
-
-@web.middleware
-async def events_after_response(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Hand a write's response to the transport before the events it published are released.
+async def _hand_off(request: web.Request, response: web.StreamResponse, gate: ResponseGate) -> None:
+    """Hand a write's response to the transport, then release the events it published.
 
     Only the hand-off is awaited, not the client reading the response: a client that does not
     read an 11 MB answer must not hold up the events of every other write.
     """
-    if request.method not in WRITE_METHODS or not request.path.startswith("/api/"):
-        return await handler(request)
-    with ResponseGate() as gate:
-        response = await handler(request)
-        if not response.prepared and _sends_at_once(request, response):
-            await _send(request, response)  # in the transport when this returns
-            gate.release()
-        elif not response.prepared:
-            sending = asyncio.ensure_future(_send(request, response))
-            await _handed_off(request, sending)
-            gate.release()  # the response is in the transport: events may go
-            await sending
-        return response
+    if response.prepared:
+        return  # the handler sent it itself; the gate opens when the request ends
+    if _sends_at_once(request, response):
+        await _send(request, response)  # in the transport when this returns
+        gate.release()
+        return
+    sending = asyncio.ensure_future(_send(request, response))
+    await _handed_off(request, sending)
+    gate.release()  # the response is in the transport: events may go
+    await sending
 
 
 # A body this small written to a transport with nothing buffered cannot reach the transport's
