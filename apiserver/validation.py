@@ -99,8 +99,11 @@ _DECODER: Final = json.JSONDecoder(parse_constant=_no_constant, parse_float=_fin
 
 
 async def read_json(request: web.Request) -> Any:
-    """Return the parsed JSON body (415 for another type, 413 past 1 MiB, 400 if malformed)."""
-    check_body_headers(request)
+    """Return the parsed JSON body (415 for another type, 413 past 1 MiB, 400 if malformed).
+
+    Its headers (type, encoding, length) were checked by the request middleware, which does
+    so for every write under /api/ before the handler runs (``check_body_headers``).
+    """
     if not request.body_exists:
         return None
     try:

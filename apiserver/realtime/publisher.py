@@ -213,7 +213,10 @@ class EventPublisher:
 
     def _heard(self) -> bool:
         """Return True when some sink has an audience for the events now."""
-        return any(audience() for audience in self._audiences)
+        for audience in self._audiences:  # noqa: SIM110 - a loop, not any(): no generator per event
+            if audience():
+                return True
+        return False
 
     def _timer_fired(self) -> None:
         self._timer = None
