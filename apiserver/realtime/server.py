@@ -89,19 +89,33 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         self.trimmer = HeapTrimmer(connected=lambda: len(self.sockets))
         self.backlog = Backlog(limits, self._too_slow, on_drained=self.trimmer.request)
         self.input_warnings = InputWarnings()
-        self._pings: dict[str, asyncio.Task[Any]] = {}  # Engine.IO sid -> its ping task
+        # Engine.IO sid -> its next ping: a timer (fast path) or Engine.IO's task
+        self._pings: dict[str, asyncio.TimerHandle | asyncio.Task[Any]] = {}
         # A copy: the driver table is a module-level dict shared by every server.
         websocket = DirectWebSocket if fast else CheckedWebSocket
         self._async = {**self._async, "websocket": websocket}
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
-        task = super().start_background_task(target, *args, **kwargs)
         socket = getattr(target, "__self__", None)
         is_ping = getattr(target, "__func__", None) is AsyncSocket._send_ping
+        if is_ping and isinstance(socket, AsyncSocket) and self.fast and not args and not kwargs:
+            # A timer instead of a task that sleeps: ~1 KiB less per connected client.
+            loop = asyncio.get_running_loop()
+            self._pings[socket.sid] = loop.call_later(self.ping_interval, self._ping_due, socket)
+            return None
+        task = super().start_background_task(target, *args, **kwargs)
         if is_ping and isinstance(socket, AsyncSocket) and isinstance(task, asyncio.Task):
             self._pings[socket.sid] = task
             task.add_done_callback(functools.partial(self._ping_done, socket.sid))
         return task
+
+    def _ping_due(self, socket: AsyncSocket) -> None:
+        """Send the PING ``AsyncSocket._send_ping`` sends once its ping interval slept."""
+        self._pings.pop(socket.sid, None)
+        if socket.closing or socket.closed:
+            return
+        socket.last_ping = time.time()  # the ping timeout counts from now
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # never blocks (unbounded)
 
     def _ping_done(self, sid: str, task: asyncio.Task[Any]) -> None:
         if self._pings.get(sid) is task:
@@ -110,8 +124,9 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def forget_socket(self, sid: str) -> None:
         """Cancel the ping a closed socket waits to send.
 
-        Engine.IO's ping task sleeps a whole ping interval before it sees the socket closed,
-        holding the socket (its queue, its request) that long after the client left.
+        Engine.IO's ping task (or our timer) waits a whole ping interval before it sees the
+        socket closed, holding the socket (its queue, its request) that long after the client
+        left.
         """
         task = self._pings.pop(sid, None)
         if task is not None:

@@ -189,6 +189,10 @@ class BoundedQueue(asyncio.Queue[Any]):
         self._batch = 0  # a new long-poll (or writer round) starts
         return await super().get()
 
+    def new_batch(self) -> None:
+        """Start a new batch without waiting (the fast path's websocket writer)."""
+        self._batch = 0
+
     def get_nowait(self) -> Any:
         if self._batch >= MAX_POLL_PACKETS:
             raise asyncio.QueueEmpty  # the rest goes in the next poll response
@@ -288,8 +292,11 @@ class DirectQueue(BoundedQueue):
             rest = ws.write_now(item.frame)
             if rest is not None:  # the queue is empty: the rest goes out first, in order
                 super().put_nowait(FrameRest(item, rest))
+                ws.kick()
             return
         super().put_nowait(item)
+        if ws is not None:
+            ws.kick()
 
     def get_nowait(self) -> Any:
         item = super().get_nowait()

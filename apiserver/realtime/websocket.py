@@ -8,7 +8,15 @@ copy of each event. This way a client that falls behind holds at most one chunk 
 bytes; the rest of what it waits for are references to the shared frames, in its queue.
 
 Frames of other packets (pings, pongs, the upgrade's probe, closes) take aiohttp's path, from
-Engine.IO's writer task, between two event frames: never inside one.
+the writer task, between two event frames: never inside one.
+
+The connection runs Engine.IO's websocket loop (``AsyncSocket._websocket_handler``) in the
+websocket's own request task, without its per-connection extra tasks: Engine.IO keeps a writer
+task waiting on the queue and a reader task, each under ``wait_for`` (a task, a timer and a
+future more), for every idle client — about 6 KiB per client that, allocated while clients are
+connected, kept that much more of the interpreter's small-object arenas resident after they
+left (see README, Live events). Here the reads wait under ``asyncio.timeout`` and a writer task
+exists only while queued packets are being written.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import struct
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
 
 from apiserver.realtime.transport import (
     OP_CLOSE,
@@ -50,6 +60,8 @@ class DirectWebSocket:
         self._request: web.Request | None = None
         self._transport: asyncio.Transport | None = None
         self._rest: memoryview | None = None  # the unwritten part of the frame being written
+        self._serving = False  # our loop runs and the socket is upgraded: queued packets go out
+        self._writer: asyncio.Task[None] | None = None  # writes queued packets, while any
 
     @property
     def queue(self) -> DirectQueue | None:
@@ -94,12 +106,118 @@ class DirectWebSocket:
         if queue is not None:
             queue.ws = self
         try:
-            await self.handler(self)
+            await self._serve()
         finally:
             if queue is not None and queue.ws is self:
                 queue.ws = None
                 queue.set_buffered(0)
         return ws
+
+    async def _serve(self) -> None:
+        """Engine.IO's websocket loop: upgrade, then read packets until the client goes.
+
+        The same steps as ``AsyncSocket._websocket_handler`` (which still runs for an object
+        that is not an Engine.IO socket): a client silent for a ping interval plus timeout, a
+        closed connection or an oversize message ends it; what was queued is written, the
+        websocket closed and the socket closed with the reason "transport close".
+        """
+        socket, server = self.socket, self.server
+        if self.queue is None or not hasattr(socket, "connected"):
+            await self.handler(self)
+            return
+        limit = server.ping_interval + server.ping_timeout
+        if socket.connected:  # polling so far: this is an upgrade
+            if not await self._upgrade(limit):
+                return
+        else:
+            socket.connected = True
+            socket.upgraded = True
+        self._serving = True
+        self.kick()  # what was queued before (the OPEN and CONNECT packets)
+        cancelled = False
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    data = await self.wait()
+            except asyncio.CancelledError:
+                cancelled = True
+                break
+            except Exception:  # closed, silent too long, or broken
+                break
+            if len(data) > server.max_http_buffer_size:
+                break
+            try:
+                await socket.receive(eio_packet.Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                server.logger.exception("Unknown receive error")
+        self._serving = False
+        writer = self._writer
+        if writer is not None:  # what was queued goes out first, as Engine.IO's writer does
+            await asyncio.wait({writer}, timeout=CLOSE_GRACE_S)
+            if not writer.done():
+                self.abort()
+                writer.cancel()
+        await self.close()
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _upgrade(self, limit: float) -> bool:
+        """Engine.IO's upgrade from polling: the probe PING/PONG, then UPGRADE (True: done)."""
+        socket = self.socket
+        socket.upgrading = True  # the pending long-poll takes no more packets
+        try:
+            async with asyncio.timeout(limit):
+                probe = eio_packet.Packet(encoded_packet=await self.wait())
+                if probe.packet_type != eio_packet.PING or probe.data != "probe":
+                    self.server.logger.info("%s: websocket upgrade without probe", socket.sid)
+                    return False
+                await self.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+                await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the poll
+                upgrade = eio_packet.Packet(encoded_packet=await self.wait())
+        except Exception:
+            return False
+        finally:
+            socket.upgrading = False
+        if upgrade.packet_type != eio_packet.UPGRADE:
+            socket.upgraded = False
+            self.server.logger.info("%s: websocket upgrade without UPGRADE", socket.sid)
+            return False
+        socket.upgraded = True
+        return True
+
+    def kick(self) -> None:
+        """Have the packets waiting in the queue written (a writer task runs while any wait)."""
+        if self._serving and self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+
+    async def _write_queued(self) -> None:
+        """Write queued packets in order until the queue is empty (None: close)."""
+        queue = self.queue
+        try:
+            while queue is not None:
+                queue.new_batch()
+                try:
+                    pkt = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                queue.task_done()
+                if pkt is None:  # the stop sentinel (a client dropped as too slow)
+                    self._serving = False
+                    await self.close()
+                    return
+                try:
+                    await self.send(pkt.encode())
+                except Exception:
+                    self._serving = False
+                    await self.close()
+                    return
+        finally:
+            self._writer = None
 
     async def close(self) -> None:
         transport = self._transport
