@@ -104,13 +104,24 @@ class RawFrame(eio_packet.Packet):  # type: ignore[misc]
         return self._encoded
 
 
-class FrameRest(RawFrame):
-    """The part of a shared frame a websocket did not take yet, queued for the writer task."""
+class FrameRest:
+    """The part of a shared frame a websocket did not take yet, queued for its writer.
+
+    One waits for every client behind, so it is two slots (no Engine.IO packet with its
+    attribute dictionary and encoded text): the websocket writes ``rest`` directly.
+    """
+
+    __slots__ = ("shared", "rest")
+    packet_type = eio_packet.NOOP  # as a queued packet; only the websocket ever takes it
 
     def __init__(self, shared: FramedPacket, rest: memoryview) -> None:
-        super().__init__(rest)
         self.shared = shared  # its bytes count in the backlog as the shared packet's
         self.rest = rest
+
+    def encode(self, b64: bool = False) -> SharedText:
+        text = SharedText()
+        text.frame = self.rest
+        return text
 
 
 def packet_size(pkt: Any) -> int:

@@ -33,6 +33,8 @@ from apiserver.realtime.transport import (
     OP_CLOSE,
     OP_PONG,
     DirectQueue,
+    FramedPacket,
+    FrameRest,
     RawFrame,
     ws_frame,
 )
@@ -98,7 +100,7 @@ class DirectWebSocket:
         self._request = request
         self._transport = transport = request.transport
         if transport is not None:
-            # Pause (and let ``_drained`` wait) as soon as the transport holds anything, and
+            # Pause (and let ``_send_frame`` wait) as soon as the transport holds anything, and
             # resume only once it is empty: it never holds more than one chunk of an event.
             transport.set_write_buffer_limits(high=0, low=0)
         self.environ = environ
@@ -211,7 +213,12 @@ class DirectWebSocket:
                     await self.close()
                     return
                 try:
-                    await self.send(pkt.encode())
+                    if isinstance(pkt, FrameRest):
+                        await self._send_frame(pkt.rest)
+                    elif isinstance(pkt, FramedPacket):
+                        await self._send_frame(pkt.frame)
+                    else:
+                        await self.send(pkt.encode())
                 except Exception:
                     self._serving = False
                     await self.close()
@@ -263,46 +270,60 @@ class DirectWebSocket:
             transport.abort()
 
     async def send(self, message: str | bytes) -> None:
-        """Write one encoded packet (Engine.IO's writer task and upgrade probe call this).
+        """Write one encoded packet (the writer task and the upgrade probe call this).
 
         Events carry their shared frame (``transport.SharedText``): it is written in chunks,
         each once the transport drained. Other packets are framed by aiohttp.
         """
+        frame = getattr(message, "frame", None)
+        if frame is not None:
+            await self._send_frame(frame)
+            return
         ws = self._ws
         transport = self._transport
         if ws is None or transport is None or transport.is_closing():
             return
-        frame = getattr(message, "frame", None)
         try:
-            if frame is not None:
-                await self._send_shared(memoryview(frame), transport)
-            elif isinstance(message, bytes):
+            if isinstance(message, bytes):
                 await ws.send_bytes(message)
             else:
                 await ws.send_str(message)
         finally:
-            queue = self.queue
-            if queue is not None:
-                queue.written()
-                queue.set_buffered(transport.get_write_buffer_size())
+            self._sent(transport)
 
-    async def _send_shared(self, view: memoryview, transport: asyncio.Transport) -> None:
-        while view:
-            if transport.is_closing():
-                return
-            if transport.get_write_buffer_size():
-                await self._drained()
-                continue
-            rest = self.write_now(view)
-            view = rest if rest is not None else view[:0]
+    async def _send_frame(self, frame: bytes | memoryview) -> None:
+        """Write a shared frame, a chunk each time the transport is empty.
 
-    async def _drained(self) -> None:
-        """Wait until the transport is empty (aiohttp's flow control, see ``__call__``)."""
-        assert self._request is not None
+        Waiting here is one coroutine deep (plus aiohttp's drain): every client behind in a
+        burst has this chain alive at once.
+        """
         transport = self._transport
-        await self._request.writer.drain()
-        if transport is not None and transport.get_write_buffer_size():
-            await asyncio.sleep(0)  # not paused (no flow control): do not spin the loop
+        request = self._request
+        if transport is None or transport.is_closing():
+            return
+        view = memoryview(frame)
+        try:
+            while view:
+                if transport.is_closing():
+                    return
+                if transport.get_write_buffer_size():
+                    if request is None:
+                        return
+                    # aiohttp's flow control (see ``__call__``): resumed once it is empty
+                    await request.writer.drain()
+                    if transport.get_write_buffer_size():
+                        await asyncio.sleep(0)  # not paused (no flow control): do not spin
+                    continue
+                rest = self.write_now(view)
+                view = rest if rest is not None else view[:0]
+        finally:
+            self._sent(transport)
+
+    def _sent(self, transport: asyncio.Transport) -> None:
+        queue = self.queue
+        if queue is not None:
+            queue.written()
+            queue.set_buffered(transport.get_write_buffer_size())
 
     def write_now(self, frame: bytes | memoryview) -> memoryview | None:
         """Write what the kernel takes of ``frame`` now; return the rest (None: all written).
