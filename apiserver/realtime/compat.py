@@ -18,10 +18,12 @@ from engineio import async_socket, payload
 # The minors the fast path was tested with (pyproject.toml pins the same).
 TESTED_MINORS = {"python-engineio": "4.15", "python-socketio": "5.18"}
 
-# Methods of AsyncSocket the fast path relies on (Engine.IO calls them, we replace their I/O).
-SOCKET_METHODS = ("_websocket_handler", "poll", "send", "close", "receive")
-# Attributes of an AsyncSocket instance the fast path reads.
-SOCKET_ATTRIBUTES = ("queue", "upgraded", "upgrading", "closed", "closing", "connected", "sid")
+# Methods of AsyncSocket the fast path relies on (Engine.IO calls them, we replace their I/O;
+# ``engine_loop`` runs the steps of ``_websocket_handler`` and ``_send_ping`` itself).
+SOCKET_METHODS = ("_websocket_handler", "_send_ping", "poll", "send", "close", "receive")
+# Attributes of an AsyncSocket instance the fast path reads or sets.
+SOCKET_ATTRIBUTES = ("queue", "upgraded", "upgrading", "closed", "closing", "connected", "sid",
+                     "last_ping")  # fmt: skip
 # python-socketio hooks overridden by ``server.SocketServer``.
 SERVER_HOOKS = ("_engineio_server_class", "_handle_eio_message", "_handle_eio_disconnect",
                 "_send_packet")  # fmt: skip
@@ -59,8 +61,9 @@ def fast_path_problems(sio: Any) -> list[str]:
         problems.append("engineio.async_socket.AsyncSocket.close has no reason parameter")
     if not isinstance(getattr(payload.Payload, "max_decode_packets", None), int):
         problems.append("engineio.payload.Payload.max_decode_packets is missing")
-    if getattr(getattr(eio, "reason", None), "SERVER_DISCONNECT", None) is None:
-        problems.append("engineio.AsyncServer.reason.SERVER_DISCONNECT is missing")
+    for reason in ("SERVER_DISCONNECT", "TRANSPORT_CLOSE"):
+        if getattr(getattr(eio, "reason", None), reason, None) is None:
+            problems.append(f"engineio.AsyncServer.reason.{reason} is missing")
     try:
         probe = async_socket.AsyncSocket(eio, "compat-check")
     except Exception as exc:  # a changed constructor is a missing part too
