@@ -10,7 +10,6 @@ warning line without a traceback, at most ``LOG_BURST`` per ``LOG_WINDOW_S``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -68,20 +67,7 @@ def error_for(status: int, exc: BaseException | None) -> errors.APIError:
 
 
 class JsonErrorRequestHandler(RequestHandler):
-    """A connection handler whose own error answers are JSON and quietly logged.
-
-    ``on_resume_writing``, when set, is called each time the transport's buffer emptied
-    (asyncio's ``resume_writing``): the live-event websocket writes what waits for its client
-    from there instead of from a task per client.
-    """
-
-    on_resume_writing: Callable[[], None] | None = None
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        callback = self.on_resume_writing
-        if callback is not None:
-            callback()
+    """A connection handler whose own error answers are JSON and quietly logged."""
 
     def handle_error(
         self,

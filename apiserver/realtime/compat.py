@@ -19,7 +19,8 @@ from engineio import async_socket, payload
 TESTED_MINORS = {"python-engineio": "4.15", "python-socketio": "5.18"}
 
 # Methods of AsyncSocket the fast path relies on (Engine.IO calls them, we replace their I/O;
-# ``engine_loop`` runs the steps of ``_websocket_handler`` and ``_send_ping`` itself).
+# ``DirectWebSocket`` runs the steps of ``_websocket_handler`` and the server those of
+# ``_send_ping`` itself).
 SOCKET_METHODS = ("_websocket_handler", "_send_ping", "poll", "send", "close", "receive")
 # Attributes of an AsyncSocket instance the fast path reads or sets.
 SOCKET_ATTRIBUTES = ("queue", "upgraded", "upgrading", "closed", "closing", "connected", "sid",

@@ -124,21 +124,6 @@ class FrameRest:
         return text
 
 
-def frame_of(pkt: Any) -> bytes | memoryview:
-    """Return the websocket frame that carries a queued packet."""
-    if isinstance(pkt, FrameRest):
-        return pkt.rest
-    if isinstance(pkt, FramedPacket):
-        return pkt.frame
-    encoded = pkt.encode()
-    frame = getattr(encoded, "frame", None)
-    if frame is not None:  # a RawFrame
-        return frame  # type: ignore[no-any-return]
-    if isinstance(encoded, bytes):
-        return ws_frame(encoded, OP_BINARY)
-    return ws_frame(str(encoded).encode(), OP_TEXT)
-
-
 def packet_size(pkt: Any) -> int:
     """Return the bytes a queued packet stands for."""
     if isinstance(pkt, FramedPacket):

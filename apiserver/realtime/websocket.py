@@ -7,15 +7,16 @@ into a buffer of its own, so writing into a backlog would give every slow client
 copy of each event. This way a client that falls behind holds at most one chunk of copied
 bytes; the rest of what it waits for are references to the shared frames, in its queue.
 
-Frames of other packets (pings, Socket.IO's own packets, pongs, closes) are written between
-two event frames, never inside one: by the same writer, framed here (aiohttp frames the
-upgrade's probe and the close handshake).
+Frames of other packets (pings, pongs, the upgrade's probe, closes) take aiohttp's path, from
+the writer task, between two event frames: never inside one.
 
-The connection runs Engine.IO's websocket loop in its own request task (``engine_loop``).
-Served by the daemon's HTTP protocol (``apiserver.http_server``), queued packets are written
-from the protocol's ``resume_writing``, each time the transport emptied: a client behind in a
-burst costs a reference to its place in a frame, no task. Behind a plain aiohttp server a
-writer task runs while packets wait.
+The connection runs Engine.IO's websocket loop (``AsyncSocket._websocket_handler``) in the
+websocket's own request task, without its per-connection extra tasks: Engine.IO keeps a writer
+task waiting on the queue and a reader task, each under ``wait_for`` (a task, a timer and a
+future more), for every idle client — about 6 KiB per client that, allocated while clients are
+connected, kept that much more of the interpreter's small-object arenas resident after they
+left (see README, Live events). Here the reads wait under ``asyncio.timeout`` and a writer task
+exists only while queued packets are being written.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import struct
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
 
-from apiserver.realtime.engine_loop import serve
 from apiserver.realtime.transport import (
     OP_CLOSE,
     OP_PONG,
@@ -34,12 +36,8 @@ from apiserver.realtime.transport import (
     FramedPacket,
     FrameRest,
     RawFrame,
-    frame_of,
     ws_frame,
 )
-from qwenstack_core.logsetup import get_logger
-
-log = get_logger("apiserver.realtime")
 
 # Close code for a client dropped for falling behind: "try again later" (RFC 6455 §7.4,
 # IANA registry); the client reconnects and catches up with ``sync``.
@@ -49,8 +47,6 @@ CLOSE_GRACE_S = 5.0
 # Bytes handed to the transport in one write. A client that stopped reading holds at most this
 # much as a private copy (the transport's buffer); smaller means more system calls per event.
 WRITE_CHUNK = 64 * 1024
-# The attribute of the daemon's HTTP protocol called after its transport's buffer emptied.
-RESUME_HOOK = "on_resume_writing"
 
 
 class DirectWebSocket:
@@ -68,9 +64,6 @@ class DirectWebSocket:
         self._rest: memoryview | None = None  # the unwritten part of the frame being written
         self._serving = False  # our loop runs and the socket is upgraded: queued packets go out
         self._writer: asyncio.Task[None] | None = None  # writes queued packets, while any
-        self._resumed: Any = None  # the protocol that calls ``_pump`` when the buffer emptied
-        self._writing: memoryview | None = None  # what ``_pump`` has yet to write of a packet
-        self._pumping = False
 
     @property
     def queue(self) -> DirectQueue | None:
@@ -112,31 +105,57 @@ class DirectWebSocket:
             transport.set_write_buffer_limits(high=0, low=0)
         self.environ = environ
         queue = self.queue
-        if queue is None or not hasattr(self.socket, "connected"):
-            await self.handler(self)  # not an Engine.IO socket: its own handler
-            return ws
-        queue.ws = self
-        protocol = request.protocol
-        if hasattr(protocol, RESUME_HOOK):
-            self._resumed = protocol
-            setattr(protocol, RESUME_HOOK, self._pump)
+        if queue is not None:
+            queue.ws = self
         try:
-            await serve(self)
+            await self._serve()
         finally:
-            if self._resumed is not None:
-                setattr(self._resumed, RESUME_HOOK, None)
-            if queue.ws is self:
+            if queue is not None and queue.ws is self:
                 queue.ws = None
                 queue.set_buffered(0)
         return ws
 
-    def start_writing(self) -> None:
-        """The socket is upgraded: write what was queued, and from now on what comes."""
-        self._serving = True
-        self.kick()
+    async def _serve(self) -> None:
+        """Engine.IO's websocket loop: upgrade, then read packets until the client goes.
 
-    async def stop_writing(self) -> None:
-        """The client went: let a running writer finish (briefly), then close the websocket."""
+        The same steps as ``AsyncSocket._websocket_handler`` (which still runs for an object
+        that is not an Engine.IO socket): a client silent for a ping interval plus timeout, a
+        closed connection or an oversize message ends it; what was queued is written, the
+        websocket closed and the socket closed with the reason "transport close".
+        """
+        socket, server = self.socket, self.server
+        if self.queue is None or not hasattr(socket, "connected"):
+            await self.handler(self)
+            return
+        limit = server.ping_interval + server.ping_timeout
+        if socket.connected:  # polling so far: this is an upgrade
+            if not await self._upgrade(limit):
+                return
+        else:
+            socket.connected = True
+            socket.upgraded = True
+        self._serving = True
+        self.kick()  # what was queued before (the OPEN and CONNECT packets)
+        cancelled = False
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    data = await self.wait()
+            except asyncio.CancelledError:
+                cancelled = True
+                break
+            except Exception:  # closed, silent too long, or broken
+                break
+            if len(data) > server.max_http_buffer_size:
+                break
+            try:
+                await socket.receive(eio_packet.Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                server.logger.exception("Unknown receive error")
         self._serving = False
         writer = self._writer
         if writer is not None:  # what was queued goes out first, as Engine.IO's writer does
@@ -145,55 +164,38 @@ class DirectWebSocket:
                 self.abort()
                 writer.cancel()
         await self.close()
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _upgrade(self, limit: float) -> bool:
+        """Engine.IO's upgrade from polling: the probe PING/PONG, then UPGRADE (True: done)."""
+        socket = self.socket
+        socket.upgrading = True  # the pending long-poll takes no more packets
+        try:
+            async with asyncio.timeout(limit):
+                probe = eio_packet.Packet(encoded_packet=await self.wait())
+                if probe.packet_type != eio_packet.PING or probe.data != "probe":
+                    self.server.logger.info("%s: websocket upgrade without probe", socket.sid)
+                    return False
+                await self.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+                await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the poll
+                upgrade = eio_packet.Packet(encoded_packet=await self.wait())
+        except Exception:
+            return False
+        finally:
+            socket.upgrading = False
+        if upgrade.packet_type != eio_packet.UPGRADE:
+            socket.upgraded = False
+            self.server.logger.info("%s: websocket upgrade without UPGRADE", socket.sid)
+            return False
+        socket.upgraded = True
+        return True
 
     def kick(self) -> None:
-        """Have the packets waiting in the queue written (called when one was queued)."""
-        if not self._serving:
-            return
-        if self._resumed is not None:
-            self._pump()
-        elif self._writer is None:
+        """Have the packets waiting in the queue written (a writer task runs while any wait)."""
+        if self._serving and self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())
-
-    def _pump(self) -> None:
-        """Write queued packets while the transport takes them whole; resumed when it empties.
-
-        Called when a packet was queued and by the protocol's ``resume_writing``.
-        """
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            self._write_while_empty()
-        except Exception:
-            log.exception("socketio_write_failed")
-            self.abort()
-        finally:
-            self._pumping = False
-
-    def _write_while_empty(self) -> None:
-        queue, transport = self.queue, self._transport
-        while queue is not None and transport is not None and not transport.is_closing():
-            if transport.get_write_buffer_size():
-                return  # the protocol calls ``_pump`` again once the transport is empty
-            if self._writing is not None:
-                self._writing = self.write_now(self._writing)
-                if self._writing is None:
-                    self._sent(transport)
-                continue
-            if not self._serving:
-                return
-            queue.new_batch()
-            try:
-                pkt = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            queue.task_done()
-            if pkt is None:  # the stop sentinel: as Engine.IO's writer, close
-                self._serving = False
-                self.hang_up()
-                return
-            self._writing = memoryview(frame_of(pkt))
 
     async def _write_queued(self) -> None:
         """Write queued packets in order until the queue is empty (None: close)."""

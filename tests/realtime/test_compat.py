@@ -51,16 +51,15 @@ def test_another_library_version_falls_back_with_one_warning(
     assert any("python-engineio" in problem for problem in warnings[0]["missing"])
 
 
+@pytest.mark.parametrize("method", ["_websocket_handler", "_send_ping"])
 def test_a_missing_private_part_falls_back_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    monkeypatch.delattr(AsyncSocket, "_websocket_handler")
+    monkeypatch.delattr(AsyncSocket, method)
     hub, warnings = build()
     assert not hub.fast
     assert len(warnings) == 1
-    assert warnings[0]["missing"] == [
-        "engineio.async_socket.AsyncSocket._websocket_handler is missing"
-    ]
+    assert warnings[0]["missing"] == [f"engineio.async_socket.AsyncSocket.{method} is missing"]
 
 
 def test_the_environment_switch_forces_the_supported_path() -> None:

@@ -24,7 +24,6 @@ import socketio
 from aiohttp import web
 from engineio.async_socket import AsyncSocket
 
-from apiserver.http_server import JsonErrorAppRunner
 from apiserver.realtime.compat import fast_path_problems
 from apiserver.realtime.server import SocketServer
 from apiserver.realtime.transport import DirectQueue, FramedPacket, Limits
@@ -35,42 +34,8 @@ PING_INTERVAL = 0.2
 PING_TIMEOUT = 0.4
 
 
-class Serve:
-    """Serve an app on a loopback port: with aiohttp's own HTTP protocol, or the daemon's.
-
-    Behind the daemon's protocol the fast path writes from ``resume_writing`` (no task per
-    client); behind aiohttp's a writer task runs while packets wait. Both are tested.
-    """
-
-    def __init__(self, kind: str, aiohttp_server: Any) -> None:
-        self.kind = kind
-        self._aiohttp_server = aiohttp_server
-        self._runners: list[web.AppRunner] = []
-
-    async def __call__(self, app: web.Application) -> int:
-        if self.kind == "aiohttp":
-            return int((await self._aiohttp_server(app)).port)
-        runner = JsonErrorAppRunner(app)
-        await runner.setup()
-        self._runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return int(runner.addresses[0][1])
-
-    async def close(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-
-
-@pytest.fixture(params=["aiohttp", "daemon"])
-async def serve(request: Any, aiohttp_server: Any) -> AsyncIterator[Serve]:
-    serving = Serve(request.param, aiohttp_server)
-    yield serving
-    await serving.close()
-
-
 @pytest.fixture
-async def server(serve: Serve) -> AsyncIterator[tuple[SocketServer, str]]:
+async def server(aiohttp_server: Any) -> AsyncIterator[tuple[SocketServer, str]]:
     sio = SocketServer(
         fast=True,
         limits=Limits(),
@@ -80,18 +45,9 @@ async def server(serve: Serve) -> AsyncIterator[tuple[SocketServer, str]]:
     )
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
-    port = await serve(app)
-    yield sio, f"http://127.0.0.1:{port}"
+    srv = await aiohttp_server(app)
+    yield sio, f"http://127.0.0.1:{srv.port}"
     await sio.shutdown()
-
-
-def writer_tasks() -> list[asyncio.Task[Any]]:
-    """Return the fast path's writer tasks (only behind aiohttp's own HTTP protocol)."""
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if getattr(t.get_coro(), "__qualname__", "") == "DirectWebSocket._write_queued"
-    ]
 
 
 async def next_text(ws: aiohttp.ClientWebSocketResponse, *, pong: bool = True) -> str:
@@ -242,7 +198,7 @@ async def read_frame(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes
 
 
 async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
-    serve: Serve,
+    aiohttp_server: Any,
 ) -> None:
     # Two clients that stop reading while 1 MB events pile up: what the kernel does not take
     # waits as views of the one shared frame, their transports never hold more than a chunk,
@@ -250,9 +206,9 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
     sio = SocketServer(fast=True, limits=Limits(), async_mode="aiohttp", ping_interval=25)
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
-    port = await serve(app)
+    srv = await aiohttp_server(app)
     loop = asyncio.get_running_loop()
-    clients = [await StalledWebSocket().open(port) for _ in range(2)]
+    clients = [await StalledWebSocket().open(srv.port) for _ in range(2)]
     try:
         sockets = [sio.eio.sockets[c.sid] for c in clients]
         await wait_until(lambda: all(s.upgraded for s in sockets))
@@ -268,8 +224,6 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
             assert queue.ws._transport.get_write_buffer_size() <= WRITE_CHUNK
             assert queue.qsize() + queue.taken > 1  # behind: events wait in the queue or writer
         assert sio.engine.backlog.total <= sum(pkt.size for pkt in events)  # shared: once
-        # Behind the daemon's protocol, a client behind costs no task: resume_writing writes.
-        assert len(writer_tasks()) == (2 if serve.kind == "aiohttp" else 0)
 
         sock = clients[0].sock
         await loop.sock_sendall(sock, masked_frame(b"mid-frame", 0x9))  # a websocket ping
@@ -292,15 +246,15 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
         await sio.shutdown()
 
 
-async def test_a_client_dropped_for_falling_behind_is_told_why(serve: Serve) -> None:
+async def test_a_client_dropped_for_falling_behind_is_told_why(aiohttp_server: Any) -> None:
     # It stops reading until over its cap, then reads on: every frame it gets is whole, and
     # the last is a close frame "try again later" with the reason (not just a dropped socket).
     limits = Limits(client_bytes=3_000_000, total_bytes=10**9)
     sio = SocketServer(fast=True, limits=limits, async_mode="aiohttp", ping_interval=25)
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
-    port = await serve(app)
-    client = await StalledWebSocket().open(port)
+    srv = await aiohttp_server(app)
+    client = await StalledWebSocket().open(srv.port)
     try:
         socket_ = sio.eio.sockets[client.sid]
         await wait_until(lambda: socket_.upgraded)
