@@ -253,14 +253,21 @@ class ModelService:
         *,
         single_statement: bool = False,
     ) -> Any:
-        def then(conn: Connection, result: Any) -> tuple[Any, list[Row]]:
-            listing = self._listing
-            self._listing = (
-                model_rows.list_models(conn) if listing is None else change(listing, result)
-            )
+        def write(conn: Connection) -> Any:
+            if self._listing is None:
+                # The first write since start reads the list as it stands before the write:
+                # ``then`` runs after the COMMIT of the write's group, when the connection
+                # shows the later writes of the group too (they would be counted twice). A read
+                # only: a ``single_statement`` write still changes data in one statement.
+                self._listing = model_rows.list_models(conn)
+            return fn(conn)
+
+        def then(_conn: Connection, result: Any) -> tuple[Any, list[Row]]:
+            assert self._listing is not None  # noqa: S101 - loaded by ``write`` before it
+            self._listing = change(self._listing, result)
             return result, self._listing
 
-        result, items = await self._store.write_then(fn, then, single_statement=single_statement)
+        result, items = await self._store.write_then(write, then, single_statement=single_statement)
         self._store.prime(("models", None, None), items)
         self._events.publish("models:updated", models_payload(action, model_id, items))
         return result

@@ -225,6 +225,9 @@ class Store:
 
         ``then`` runs in commit order and only for committed writes: the place to keep a
         derived view (a catalog list) up to date without re-reading it inside every write.
+        Writes queued together commit together and their ``then`` run after that COMMIT, so
+        the connection a ``then`` gets shows the later writes of its group too: read what a
+        hook needs in ``fn`` instead.
         ``single_statement``: see ``write_sync``. Await the returned future.
         """
         job = WriteJob(fn, self._write_alone, then=then, single_statement=single_statement)

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from apiserver.realtime.publisher import EventPublisher
+from apiserver.schemas import ModelIn
+from apiserver.services.catalog import ModelService
 from qwenstack_core.errors import Conflict
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows
@@ -152,3 +155,23 @@ async def test_when_the_commit_fails_each_write_runs_alone_and_only_the_culprit_
     assert outcomes[0]["id"] == "a" and outcomes[2]["id"] == "c"
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
     assert ids_seen_by_another_connection(store.path) == {"a", "c"}
+
+
+async def test_the_model_list_counts_each_model_once_when_the_first_writes_commit_together(
+    store: Store,
+) -> None:
+    # The service keeps the list of models from write to write; its first writes since start
+    # are the ones that load it, and here they commit in one group.
+    models = ModelService(store, EventPublisher())
+    async with HeldThread(store):
+        creates = [
+            asyncio.ensure_future(models.create(ModelIn(id=f"g-{n}", name=f"G {n}")))
+            for n in range(5)
+        ]
+        await asyncio.sleep(0.01)  # every create is queued behind the held read
+    await asyncio.gather(*creates)
+    commits = store.commits
+    await models.delete("g-2")
+    listed = [m["id"] for m in await models.find(capability=None, provider=None)]
+    assert store.commits == commits + 1
+    assert listed == sorted(SEEDED | {"g-0", "g-1", "g-3", "g-4"})
