@@ -3,7 +3,8 @@
 Starts the daemon as a real process (temporary database, free port on 127.0.0.1) and, in the
 same invocation, a baseline: a bare aiohttp app answering a fixed JSON list, so the ratio shows
 what our stack adds over the framework floor on this machine. CPU time is read from the server
-process (user+system), which stays stable on a noisy machine where wall-clock figures do not.
+process's threads (``figures.cpu_of``), which stays stable on a noisy machine where wall-clock
+figures do not.
 
 Each scenario runs ``--rounds`` times, the three scenarios of a concurrency in turn (baseline,
 GET, pairs; then again), and a row shows the median round's CPU per operation and the
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-from figures import cpu_of
+from figures import cpu_of, free_port, pct
 
 BASELINE_APP = textwrap.dedent(
     """
@@ -61,9 +62,8 @@ class Result:
     cpu_s: float
 
     def row(self, baseline_cpu_ms: float | None) -> str:
-        lat = sorted(self.latencies_ms)
-        p50 = statistics.median(lat)
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        p50 = statistics.median(self.latencies_ms)
+        p99 = pct(self.latencies_ms, 0.99)
         cpu_ms = self.cpu_s * 1000 / self.ops
         ratio = f"{cpu_ms / baseline_cpu_ms:5.2f}x" if baseline_cpu_ms else "   -  "
         return (
@@ -88,8 +88,7 @@ def targets(c: int, base: Result, get: Result, pairs: Result) -> str:
     base_cpu = base.cpu_s / base.ops
     pair_ratio = pairs.cpu_s / pairs.ops / base_cpu
     get_ratio = get.cpu_s / get.ops / base_cpu
-    lat = sorted(pairs.latencies_ms)
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    p99 = pct(pairs.latencies_ms, 0.99)
     verdict = [
         f"pair CPU {pair_ratio:.1f}x baseline ({'met' if pair_ratio <= 4 else 'MISSED'})",
         f"GET CPU {get_ratio:.2f}x baseline ({'met' if get_ratio <= 1.5 else 'MISSED'})",
@@ -97,14 +96,6 @@ def targets(c: int, base: Result, get: Result, pairs: Result) -> str:
     if c >= 50:
         verdict.append(f"pair p99 {p99:.1f} ms ({'met' if p99 < 50 else 'MISSED'})")
     return f"  c={c}: " + "; ".join(verdict)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_healthy(http: aiohttp.ClientSession, url: str, timeout: float = 10.0) -> float:

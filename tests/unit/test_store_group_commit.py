@@ -168,7 +168,7 @@ async def test_the_model_list_counts_each_model_once_when_the_first_writes_commi
             asyncio.ensure_future(models.create(ModelIn(id=f"g-{n}", name=f"G {n}")))
             for n in range(5)
         ]
-        await asyncio.sleep(0.01)  # every create is queued behind the held read
+        await asyncio.sleep(0)  # one loop turn: each create has queued its write (FIFO)
     await asyncio.gather(*creates)
     commits = store.commits
     await models.delete("g-2")
