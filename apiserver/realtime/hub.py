@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from socketio import packet as sio_packet
 
 from apiserver.realtime.publisher import Event, EventPublisher
@@ -68,10 +69,21 @@ class Client:
 
 
 def encode_event(name: str, payload: Mapping[str, Any]) -> FramedPacket:
-    """Encode an EVENT packet of the default namespace once, for any number of clients."""
-    pkt = sio_packet.Packet(sio_packet.EVENT, data=[name, payload], binary=False)
-    text: str = pkt.encode()
-    return FramedPacket(text)
+    """Encode an EVENT packet of the default namespace once, for any number of clients.
+
+    orjson writes the same compact JSON as python-socketio's encoder about ten times faster
+    (non-ASCII text as UTF-8 rather than escapes; clients decode both alike), and the
+    encoding is on every event's way to its first client: 0.26 ms at 440 models with the
+    standard library. What orjson refuses (a lone surrogate, a non-string key, an integer
+    beyond 64 bits) is encoded by python-socketio, as before.
+    """
+    try:
+        body = b"2" + orjson.dumps([name, payload])
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        pkt = sio_packet.Packet(sio_packet.EVENT, data=[name, payload], binary=False)
+        text: str = pkt.encode()
+        return FramedPacket(text)
+    return FramedPacket(body.decode(), body)
 
 
 class Hub:
@@ -159,16 +171,26 @@ class Hub:
 
     def _broadcast_now(self, event: Event) -> None:
         """Encode ``event`` once and hand it to every client, synchronously and in order."""
-        name, only = event.name, event.subscribers_only
+        name = event.name
+        # ``Client.wants``, inlined with ``_put``: this loop runs once per client per event.
+        by_default = not event.subscribers_only and name in DEFAULT_EVENTS
+        sockets = self._sio.eio.sockets
         pkt: FramedPacket | None = None  # encoded on first use: no clients, no encoding
         for client in tuple(self._clients.values()):
-            if client.ready and client.wants(name, only):
-                if pkt is None:
-                    pkt = encode_event(name, event.payload)
-                try:
-                    self._put(client, pkt)
-                except Exception:
-                    log.exception("socketio_send_failed", sid=client.sid, event_name=name)
+            subscriptions = client.subscriptions
+            if not client.ready or not (
+                by_default if subscriptions is None else name in subscriptions
+            ):
+                continue
+            socket = sockets.get(client.eio_sid)
+            if socket is None or socket.closed or socket.closing:
+                continue
+            if pkt is None:
+                pkt = encode_event(name, event.payload)
+            try:
+                socket.queue.put_nowait(pkt)  # never blocks; BoundedQueue enforces the caps
+            except Exception:
+                log.exception("socketio_send_failed", sid=client.sid, event_name=name)
 
     def _delivered_since(self, seq: int) -> list[Event] | None:
         """Return the delivered events after ``seq``, or None when some are no longer kept."""

@@ -82,10 +82,12 @@ class SharedText(str):
 class FramedPacket(eio_packet.Packet):  # type: ignore[misc]
     """An Engine.IO MESSAGE packet encoded once, with its websocket frame, for many clients."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, utf8: bytes | None = None) -> None:
+        """Wrap the Socket.IO packet ``text`` (``utf8``: the same, already encoded)."""
         super().__init__(eio_packet.MESSAGE, data=text)
         encoded = SharedText(super().encode())
-        self.frame: bytes = ws_frame(encoded.encode(), OP_TEXT)
+        message = encoded.encode() if utf8 is None else b"4" + utf8  # "4": Engine.IO MESSAGE
+        self.frame: bytes = ws_frame(message, OP_TEXT)
         encoded.frame = self.frame
         self.encode_cache = encoded  # what encode() returns from now on, for both transports
         self.size = len(self.frame)
@@ -293,12 +295,12 @@ class DirectQueue(BoundedQueue):
     def put_nowait(self, item: Any) -> None:
         ws = self.ws
         if (
-            isinstance(item, FramedPacket)  # events only: control packets take Engine.IO's path
-            and ws is not None
+            ws is not None
+            and item.__class__ is FramedPacket  # events only: control packets take Engine.IO's
             and self.taken == 0
             and self.empty()
             and self.dropped is None
-            and ws.ready
+            and ws.idle()
         ):
             rest = ws.write_now(item.frame)
             if rest is not None:  # the queue is empty: the rest goes out first, in order

@@ -57,6 +57,8 @@ class DirectWebSocket:
         self.server = server
         # ``handler`` is the bound ``_websocket_handler`` of the Engine.IO socket.
         self.socket: Any = getattr(handler, "__self__", None)
+        queue = getattr(self.socket, "queue", None)  # a socket keeps its queue for life
+        self.queue = queue if isinstance(queue, DirectQueue) else None
         self.environ: dict[str, Any] | None = None
         self._ws: web.WebSocketResponse | None = None
         self._request: web.Request | None = None
@@ -66,26 +68,26 @@ class DirectWebSocket:
         self._writer: asyncio.Task[None] | None = None  # writes queued packets, while any
 
     @property
-    def queue(self) -> DirectQueue | None:
-        queue = getattr(self.socket, "queue", None)
-        return queue if isinstance(queue, DirectQueue) else None
-
-    @property
     def upgraded(self) -> bool:
         socket = self.socket
         return socket is not None and socket.upgraded and not socket.upgrading
 
-    @property
-    def ready(self) -> bool:
-        """Return True when an event may be written now, bypassing the writer task."""
+    def idle(self) -> bool:
+        """Return True when an event may be written now, bypassing the writer task.
+
+        The socket is upgraded and open, nothing is half-written and the transport holds
+        nothing. Called once per client per event: plain attributes, no properties.
+        """
         transport = self._transport
+        socket = self.socket
         return (
-            self.upgraded
-            and not self.socket.closed
-            and self._rest is None
+            self._rest is None
             and transport is not None
+            and socket.upgraded
+            and not socket.upgrading
+            and not socket.closed
             and not transport.is_closing()
-            and transport.get_write_buffer_size() == 0
+            and not transport.get_write_buffer_size()
         )
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
@@ -336,19 +338,24 @@ class DirectWebSocket:
         if transport is None or transport.is_closing():
             self._rest = None
             return None  # the connection is going away; Engine.IO notices and cleans up
-        view = memoryview(frame)
-        while view:
-            transport.write(view[:WRITE_CHUNK])
-            view = view[WRITE_CHUNK:]
-            if transport.get_write_buffer_size():
-                break
-        self._rest = view if view else None
+        rest: memoryview | None = None
+        if len(frame) <= WRITE_CHUNK:  # most events: one write, no views
+            transport.write(frame)
+        else:
+            view = memoryview(frame)
+            while view:
+                transport.write(view[:WRITE_CHUNK])
+                view = view[WRITE_CHUNK:]
+                if transport.get_write_buffer_size():
+                    break
+            rest = view if view else None
+        self._rest = rest
         queue = self.queue
         if queue is not None:
             size = transport.get_write_buffer_size()
             if size or queue.buffered:
                 queue.set_buffered(size)
-        return view if view else None
+        return rest
 
     def _pong(self, data: bytes) -> None:
         """Answer a websocket ping, between two event frames (RFC 6455 §5.5.3)."""

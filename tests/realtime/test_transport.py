@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import struct
 from typing import Any
 
 import pytest
 from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
+from apiserver.realtime.hub import encode_event
 from apiserver.realtime.server import LibraryLogScrubber
 from apiserver.realtime.transport import (
     MAX_POLL_PACKETS,
@@ -47,6 +50,25 @@ def test_framed_packet_is_encoded_once_for_both_transports() -> None:
     pkt = FramedPacket('2["models:updated",{"seq":1}]')
     assert pkt.encode() == '42["models:updated",{"seq":1}]'
     assert parse_frame(pkt.frame) == (0x81, b'42["models:updated",{"seq":1}]')
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"seq": 1, "items": [{"id": "m", "enabled": True, "ctx": 32768, "price": 0.5}]},
+        {"name": "Qwen — 千问 ✓", "emoji": "🚀"},  # UTF-8 on the wire, not \\u escapes
+        {"token": "\udcff"},  # a lone surrogate: orjson refuses it, python-socketio encodes it
+        {1: "an int key", "big": 2**70},  # more orjson refuses
+    ],
+)
+def test_events_decode_as_python_socketio_encodes_them(payload: dict[Any, Any]) -> None:
+    pkt = encode_event("models:updated", payload)
+    reference = sio_packet.Packet(sio_packet.EVENT, data=["models:updated", payload])
+    text = pkt.encode()
+    assert text.startswith("42[")
+    assert json.loads(text[2:]) == json.loads(reference.encode()[1:])
+    first, frame_payload = parse_frame(pkt.frame)
+    assert first == 0x81 and frame_payload == text.encode("utf-8", "surrogatepass")
 
 
 class FakeTransport:
