@@ -1,6 +1,10 @@
 """Benchmark live events as users see them: the daemon (fast and supported paths) vs Node socket.io.
 
-In one invocation, each server gets the same sequence of writes and the same clients:
+In one invocation, each server gets the same sequence of writes and the same clients. All
+servers are up at once, each with its own client workers; the spaced writes of the latency
+figures go to the servers in turn (which one goes first changes every round), so a change in
+the load of a shared machine meets every server alike. Bursts run one server at a time while
+the other servers' clients sit idle.
 
 - ``fast``: the daemon, ``SOCKETIO_FAST_PATH=on``; ``supported``: the daemon with ``off``
   (python-socketio's ``AsyncServer.emit``); ``node``: a stock Node socket.io 4.8 server
@@ -102,8 +106,29 @@ class Row:
     missing: int = 0
 
 
+@dataclass
+class Server:
+    """One server under test, its client workers and the writes it was sent."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    ps: psutil.Process
+    url: str
+    workers: list[Worker] = field(default_factory=list)
+    counter: int = 0  # bench models created so far
+    seq: int = 0  # the last event seq it published
+    rss_before: int = 0  # before any client came
+    left_at: float = 0.0  # monotonic time its clients were told to leave
+
+
 class Bench:
-    """Run the same writes and clients against one server after another."""
+    """Run the same writes and clients against every server, all up at once.
+
+    Each server has its own client workers. The spaced writes of the latency figures go to
+    the servers in turn (the first one changing every round), so a change in the machine's
+    load while the benchmark runs meets every server alike; the bursts run one server at a
+    time, while the other servers' clients sit idle.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -163,69 +188,81 @@ class Bench:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000 sockets per side
+        servers: list[Server] = []
         try:
             async with aiohttp.ClientSession() as http:
                 self.http = http
-                for server in self.args.servers:
-                    await self.run_server(server)
+                # The daemons first: the Node reference starts with a daemon's rows.
+                for name in sorted(self.args.servers, key=lambda n: n == "node"):
+                    servers.append(await self.start_server(name))
+                await self.measure(servers)
         finally:
+            await self.stop(servers)
             self.end_all()
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    async def run_server(self, server: str) -> None:
-        if server == "node":
+    async def start_server(self, name: str) -> Server:
+        if name == "node":
             if not self.seed:
-                raise SystemExit("the node reference needs a daemon server before it")
+                raise SystemExit("the node reference needs a daemon server beside it")
             proc, url = await self.start_node()
         else:
-            proc, url = await self.start_daemon(server)
-        workers: list[Worker] = []
-        try:
-            await self.wait_up(url)
-            if server != "node":  # the daemon runs the delivery path asked for
-                async with self.http.get(url + "/api/events/stats") as resp:
-                    mode = (await resp.json())["mode"]
-                assert mode == server, f"asked for {server}, the daemon uses {mode}"
+            proc, url = await self.start_daemon(name)
+        server = Server(name, proc, psutil.Process(proc.pid), url)
+        await self.wait_up(url)
+        if name != "node":  # the daemon runs the delivery path asked for
+            async with self.http.get(url + "/api/events/stats") as resp:
+                mode = (await resp.json())["mode"]
+            assert mode == name, f"asked for {name}, the daemon uses {mode}"
             if not self.seed:
                 await self.read_seed(url)
-            sproc = psutil.Process(proc.pid)
-            self.url, self.proc, self.counter = url, sproc, 0
-            for i in range(10):  # warm up the write and event paths
-                await self.toggle(i)
-            rss_before = sproc.memory_info().rss
-            for _ in range(self.args.workers):
-                wproc = await self.spawn(
-                    self.node, str(JS_DIR / "bench-worker.mjs"), json.dumps({"url": url}),
-                    cwd=JS_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    limit=2**28,
-                )  # fmt: skip
-                workers.append(Worker(wproc))
-            self.workers = workers
-            connected = 0
-            for n in self.args.clients:
-                add = n - connected
+        for i in range(10):  # warm up the write and event paths
+            await self.toggle(server, i)
+        server.seq = await self.last_seq(server)
+        server.rss_before = server.ps.memory_info().rss
+        for _ in range(self.args.workers):
+            wproc = await self.spawn(
+                self.node, str(JS_DIR / "bench-worker.mjs"), json.dumps({"url": url}),
+                cwd=JS_DIR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                limit=2**28,
+            )  # fmt: skip
+            server.workers.append(Worker(wproc))
+        return server
+
+    async def measure(self, servers: list[Server]) -> None:
+        connected = 0
+        for n in self.args.clients:
+            add = n - connected
+            for server in servers:
+                workers = server.workers
                 await asyncio.gather(*(
                     w.call(cmd="connect", n=add // len(workers) + (k < add % len(workers)))
                     for k, w in enumerate(workers)
                 ))  # fmt: skip
-                connected = n
-                row = Row(server, n)
-                await self.latency(row)
-                await self.burst(row)
-                self.rows.append(row)
-                print(self.format(row), flush=True)
-            await asyncio.gather(*(w.call(cmd="disconnect") for w in workers))
-            left_at = time.monotonic()
-            if server != "node":
-                await self.wait_all_gone()
-            settled = (await self.settled_rss(sproc) - rss_before) / 2**20
-            later = None
-            if self.args.later > 0:
-                await asyncio.sleep(max(0.0, left_at + self.args.later - time.monotonic()))
-                later = (sproc.memory_info().rss - rss_before) / 2**20
-            self.leave[server] = (settled, later)
-        finally:
-            for w in workers:
+            connected = n
+            rows = {server.name: Row(server.name, n) for server in servers}
+            await self.latency(servers, rows)
+            for server in servers:
+                await self.burst(server, rows[server.name])
+            for server in servers:
+                self.rows.append(rows[server.name])
+                print(self.format(rows[server.name]), flush=True)
+        for server in servers:  # one server's clients leave, it settles, then the next
+            await asyncio.gather(*(w.call(cmd="disconnect") for w in server.workers))
+            server.left_at = time.monotonic()
+            if server.name != "node":
+                await self.wait_all_gone(server)
+            settled = (await self.settled_rss(server.ps) - server.rss_before) / 2**20
+            self.leave[server.name] = (settled, None)
+        if self.args.later > 0:
+            for server in servers:
+                await asyncio.sleep(max(0.0, server.left_at + self.args.later - time.monotonic()))
+                later = (server.ps.memory_info().rss - server.rss_before) / 2**20
+                self.leave[server.name] = (self.leave[server.name][0], later)
+
+    async def stop(self, servers: list[Server]) -> None:
+        for server in servers:
+            for w in server.workers:
                 if w.proc.stdin is not None:
                     w.proc.stdin.close()
                 try:
@@ -234,8 +271,9 @@ class Bench:
                 except TimeoutError:
                     w.proc.kill()
                     await w.proc.wait()
-            proc.terminate()
-            await proc.wait()
+            if server.proc.returncode is None:
+                server.proc.terminate()
+                await server.proc.wait()
 
     async def wait_up(self, url: str) -> None:
         deadline = time.monotonic() + 20
@@ -254,68 +292,75 @@ class Bench:
             providers = (await resp.json())["providers"]
         self.seed = {"models": models, "providers": providers, "modelTemplate": models[0]}
 
-    async def last_seq(self) -> int:
-        async with self.http.get(self.url + "/api/events/stats") as resp:
+    async def last_seq(self, server: Server) -> int:
+        async with self.http.get(server.url + "/api/events/stats") as resp:
             return int((await resp.json())["lastSeq"])
 
-    async def create(self) -> int:
+    async def create(self, server: Server) -> int:
         """Create the next bench model; return the clock reading taken before sending."""
-        self.counter += 1
-        body = {"id": f"bench-model-{self.counter}", "name": f"Bench model {self.counter}"}
+        server.counter += 1
+        body = {"id": f"bench-model-{server.counter}", "name": f"Bench model {server.counter}"}
         t0 = time.monotonic_ns()
-        async with self.http.post(self.url + "/api/models", json=body) as resp:
+        async with self.http.post(server.url + "/api/models", json=body) as resp:
             await resp.read()
             assert resp.status == 201, resp.status
+        server.seq += 1
         return t0
 
-    async def toggle(self, i: int) -> int:
+    async def toggle(self, server: Server, i: int) -> int:
         action = "disable" if i % 2 == 0 else "enable"
         t0 = time.monotonic_ns()
-        async with self.http.post(f"{self.url}/api/providers/{FIXED_PROVIDER}/{action}") as resp:
-            await resp.read()
-            assert resp.status == 200, resp.status
+        async with self.http.post(f"{server.url}/api/providers/{FIXED_PROVIDER}/{action}") as r:
+            await r.read()
+            assert r.status == 200, r.status
+        server.seq += 1
         return t0
 
-    async def wait_all(self, seq: int, timeout: float = 60) -> int:
+    async def wait_all(self, server: Server, seq: int, timeout: float = 60) -> int:
         replies = await asyncio.gather(
-            *(w.call(cmd="wait", seq=seq, timeout=timeout) for w in self.workers)
+            *(w.call(cmd="wait", seq=seq, timeout=timeout) for w in server.workers)
         )
         return sum(int(r["received"]) for r in replies)
 
-    async def collect(self) -> dict[int, list[int]]:
+    async def collect(self, server: Server) -> dict[int, list[int]]:
         merged: dict[int, list[int]] = {}
-        for w in self.workers:
+        for w in server.workers:
             for seq, times in (await w.call(cmd="collect"))["receipts"].items():
                 merged.setdefault(int(seq), []).extend(int(t) for t in times)
         return merged
 
-    async def latency(self, row: Row) -> None:
-        await self.collect()
-        seq = await self.last_seq()
+    async def latency(self, servers: list[Server], rows: dict[str, Row]) -> None:
+        """Spaced writes, each delivered to every client before the next, servers in turn."""
+        for server in servers:
+            await self.collect(server)
+            server.seq = await self.last_seq(server)
         for i in range(self.args.latency_writes):
+            turn = i % len(servers)
             for kind in ("models", "fixed"):
-                t0 = await (self.create() if kind == "models" else self.toggle(i))
-                seq += 1
-                got = await self.wait_all(seq)
-                row.missing += row.clients - got
-                times = (await self.collect()).get(seq, [])
-                if times:
-                    ms = (max(times) - t0) / 1e6
-                    (row.models_last if kind == "models" else row.fixed_last).append(ms)
+                for server in servers[turn:] + servers[:turn]:
+                    row = rows[server.name]
+                    t0 = await (self.create(server) if kind == "models" else self.toggle(server, i))
+                    got = await self.wait_all(server, server.seq)
+                    row.missing += row.clients - got
+                    times = (await self.collect(server)).get(server.seq, [])
+                    if times:
+                        ms = (max(times) - t0) / 1e6
+                        (row.models_last if kind == "models" else row.fixed_last).append(ms)
 
-    async def burst(self, row: Row) -> None:
-        await self.collect()
-        first = await self.last_seq() + 1
-        pid = self.proc.pid
+    async def burst(self, server: Server, row: Row) -> None:
+        await self.collect(server)
+        server.seq = await self.last_seq(server)
+        first = server.seq + 1
+        pid = server.ps.pid
         peak_rss_reset(pid)
-        cpu0 = cpu_of(self.proc)
+        cpu0 = cpu_of(server.ps)
         t_start = time.monotonic_ns()
         for _ in range(self.args.burst):
-            await self.create()
-        final = first + self.args.burst - 1
-        got = await self.wait_all(final, timeout=120)
-        cpu = cpu_of(self.proc) - cpu0
-        receipts = await self.collect()
+            await self.create(server)
+        final = server.seq
+        got = await self.wait_all(server, final, timeout=120)
+        cpu = cpu_of(server.ps) - cpu0
+        receipts = await self.collect(server)
         row.missing += sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
         t_end = max(receipts.get(final, [time.monotonic_ns()]))
         row.burst_eps = self.args.burst / ((t_end - t_start) / 1e9)
@@ -324,11 +369,11 @@ class Bench:
         if got < row.clients:
             print(f"  ! {row.server}: last burst event reached {got}/{row.clients}", flush=True)
 
-    async def wait_all_gone(self) -> None:
+    async def wait_all_gone(self, server: Server) -> None:
         """Wait (at most 20 s) until the daemon counts no connected client."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            async with self.http.get(self.url + "/api/events/stats") as resp:
+            async with self.http.get(server.url + "/api/events/stats") as resp:
                 if (await resp.json())["clients"]["total"] == 0:
                     return
             await asyncio.sleep(0.1)
