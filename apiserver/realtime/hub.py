@@ -73,8 +73,8 @@ def encode_event(name: str, payload: Mapping[str, Any]) -> FramedPacket:
 
     orjson writes the same compact JSON as python-socketio's encoder about ten times faster
     (non-ASCII text as UTF-8 rather than escapes; clients decode both alike), and the
-    encoding is on every event's way to its first client: 0.26 ms at 440 models with the
-    standard library. What orjson refuses (a lone surrogate, a non-string key, an integer
+    encoding is on every event's way to its first client (python-socketio's: 0.5 ms at 440
+    models). What orjson refuses (a lone surrogate, a non-string key, an integer
     beyond 64 bits) is encoded by python-socketio, as before.
     """
     try:
