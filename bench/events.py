@@ -27,7 +27,7 @@ It asserts nothing about timing. The machine may be shared: CPU per event is the
 Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node server,
 client workers) before it exits.
 
-Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 20]
+Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 50]
        [--burst 200] [--workers 4] [--servers fast,supported,node] [--later 35]
 """
 
@@ -439,7 +439,7 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="500,1000")
-    parser.add_argument("--latency-writes", type=int, default=20)
+    parser.add_argument("--latency-writes", type=int, default=50)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--servers", default="fast,supported,node")
