@@ -104,6 +104,7 @@ class Row:
     cpu_ms: float = 0.0
     peak_mib: float = 0.0
     missing: int = 0
+    burst_delivered: float = 1.0  # share of the burst's receipts that arrived
 
 
 @dataclass
@@ -361,7 +362,9 @@ class Bench:
         got = await self.wait_all(server, final, timeout=120)
         cpu = cpu_of(server.ps) - cpu0
         receipts = await self.collect(server)
-        row.missing += sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
+        lost = sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
+        row.missing += lost
+        row.burst_delivered = 1 - lost / (row.clients * self.args.burst)
         t_end = max(receipts.get(final, [time.monotonic_ns()]))
         row.burst_eps = self.args.burst / ((t_end - t_start) / 1e9)
         row.cpu_ms = cpu * 1000 / self.args.burst
@@ -392,6 +395,8 @@ class Bench:
     @staticmethod
     def format(row: Row) -> str:
         missing = f" | {row.missing} receipts missing" if row.missing else ""
+        if row.burst_delivered < 1:  # events/s then counts a burst that not everyone got
+            missing += f" ({row.burst_delivered:.0%} of the burst's delivered)"
         return (
             f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
             f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "
