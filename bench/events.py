@@ -24,6 +24,9 @@ burst, peak RSS during the burst, and RSS after all clients left minus RSS befor
 once every client is gone and the RSS held still for 2 s ("settled"), and again ``--later``
 seconds after they left (default 35: after the daemon's last follow-up heap trim, at 30 s).
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
+It also counts what each daemon logged (warnings and errors, by event: a client dropped as
+too slow shows there) and, for a server whose clients missed part of a burst, the share of
+the burst that was delivered.
 Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node server,
 client workers) before it exits.
 
@@ -45,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +142,7 @@ class Bench:
         # MiB after clients left minus before they came: settled, and ``--later`` s after
         self.leave: dict[str, tuple[float, float | None]] = {}
         self.seed: dict[str, Any] = {}
+        self.logged: dict[str, Counter[str]] = {}  # what each daemon logged, by event
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
         self.started: list[asyncio.subprocess.Process] = []  # ended by ``end_all`` at exit
 
@@ -167,9 +172,8 @@ class Bench:
             "PROVIDER_ROUTER_PORT": str(free_port()),
             "SOCKETIO_FAST_PATH": "on" if mode == "fast" else "off",
         }
-        proc = await self.spawn(
-            sys.executable, "-m", "apiserver", env=env, stdout=asyncio.subprocess.DEVNULL
-        )
+        with (self.tmp / f"{mode}.log").open("w") as log:  # the daemon keeps its own copy
+            proc = await self.spawn(sys.executable, "-m", "apiserver", env=env, stdout=log)
         return proc, f"http://127.0.0.1:{port}"
 
     async def start_node(self) -> tuple[asyncio.subprocess.Process, str]:
@@ -200,6 +204,7 @@ class Bench:
         finally:
             await self.stop(servers)
             self.end_all()
+            self.read_logs(servers)
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     async def start_server(self, name: str) -> Server:
@@ -260,6 +265,20 @@ class Bench:
                 await asyncio.sleep(max(0.0, server.left_at + self.args.later - time.monotonic()))
                 later = (server.ps.memory_info().rss - server.rss_before) / 2**20
                 self.leave[server.name] = (self.leave[server.name][0], later)
+
+    def read_logs(self, servers: list[Server]) -> None:
+        """Count what each daemon logged (warnings and errors: LOG_LEVEL=warning), by event."""
+        for server in servers:
+            path = self.tmp / f"{server.name}.log"
+            if server.name == "node" or not path.exists():
+                continue
+            counts: Counter[str] = Counter()
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    counts[str(json.loads(line).get("event", "?"))] += 1
+                except ValueError:
+                    counts["(not JSON)"] += 1
+            self.logged[server.name] = counts
 
     async def stop(self, servers: list[Server]) -> None:
         for server in servers:
@@ -435,6 +454,9 @@ class Bench:
                 f"{server:>9} rss after all clients left: {settled:+7.1f} MiB settled{after}"
                 " (vs before they came)"
             )
+        for server, counts in self.logged.items():  # e.g. a client dropped as too slow
+            logged = ", ".join(f"{event} x{n}" for event, n in counts.most_common())
+            print(f"{server:>9} daemon log (warnings, errors): {logged or 'nothing'}")
         print(
             "targets: last-client p50 <= node's; burst events/s >= node's; peak rss "
             "(200-event burst, 1000 clients) <= 1.5x node's; rss after leaving within 30 MiB"
