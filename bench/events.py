@@ -109,6 +109,7 @@ class Row:
     peak_mib: float = 0.0
     missing: int = 0
     burst_delivered: float = 1.0  # share of the burst's receipts that arrived
+    drops: Counter[str] = field(default_factory=Counter)  # clients that lost their connection
 
 
 @dataclass
@@ -124,6 +125,7 @@ class Server:
     seq: int = 0  # the last event seq it published
     rss_before: int = 0  # before any client came
     left_at: float = 0.0  # monotonic time its clients were told to leave
+    drops: Counter[str] = field(default_factory=Counter)  # by socket.io-client's reason
 
 
 class Bench:
@@ -251,6 +253,7 @@ class Bench:
             for server in servers:
                 await self.burst(server, rows[server.name])
             for server in servers:
+                rows[server.name].drops, server.drops = server.drops, Counter()
                 self.rows.append(rows[server.name])
                 print(self.format(rows[server.name]), flush=True)
         for server in servers:  # one server's clients leave, it settles, then the next
@@ -345,8 +348,10 @@ class Bench:
     async def collect(self, server: Server) -> dict[int, list[int]]:
         merged: dict[int, list[int]] = {}
         for w in server.workers:
-            for seq, times in (await w.call(cmd="collect"))["receipts"].items():
+            answer = await w.call(cmd="collect")
+            for seq, times in answer["receipts"].items():
                 merged.setdefault(int(seq), []).extend(int(t) for t in times)
+            server.drops.update(answer.get("drops", {}))
         return merged
 
     async def latency(self, servers: list[Server], rows: dict[str, Row]) -> None:
@@ -416,6 +421,9 @@ class Bench:
         missing = f" | {row.missing} receipts missing" if row.missing else ""
         if row.burst_delivered < 1:  # events/s then counts a burst that not everyone got
             missing += f" ({row.burst_delivered:.0%} of the burst's delivered)"
+        if row.drops:
+            why = ", ".join(f"{reason} x{n}" for reason, n in row.drops.most_common())
+            missing += f" | clients dropped: {why}"
         return (
             f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
             f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "

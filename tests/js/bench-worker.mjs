@@ -4,7 +4,9 @@
 // Commands on stdin, one JSON per line; one JSON answer per command on stdout:
 //   {"cmd": "connect", "n"}          → {"clients"} once all n more are connected and greeted
 //   {"cmd": "wait", "seq", "timeout"} → {"received"}: clients that have seq (waits for all)
-//   {"cmd": "collect"}               → {"receipts": {seq: [ns, ...]}} and forgets them
+//   {"cmd": "collect"}               → {"receipts": {seq: [ns, ...]}, "drops": {reason: n}}
+//                                       and forgets them (drops: clients the server or the
+//                                       connection ended, by socket.io-client's reason)
 //   {"cmd": "disconnect"}            → {"clients": 0}
 // Receipt times are process.hrtime (CLOCK_MONOTONIC, the same clock as Python's
 // time.monotonic_ns), taken after socket.io-client decoded the event.
@@ -15,21 +17,26 @@ const options = JSON.parse(process.argv[2] ?? "{}");
 const sockets = [];
 let receipts = new Map(); // seq → [ns]
 let waiters = [];
+let drops = {}; // reason → clients that lost their connection without asking to
 
 function received(seq) {
   const t = process.hrtime.bigint();
   let times = receipts.get(seq);
   if (!times) receipts.set(seq, (times = []));
   times.push(t.toString());
-  if (waiters.length) {
-    waiters = waiters.filter((w) => {
-      if (w.seq === seq && times.length >= sockets.length) {
-        w.resolve(times.length);
-        return false;
-      }
-      return true;
-    });
-  }
+  if (waiters.length) settle();
+}
+
+// Answer the waits whose event every connected client has now.
+function settle() {
+  waiters = waiters.filter((w) => {
+    const have = receipts.get(w.seq)?.length ?? 0;
+    if (have >= sockets.length) {
+      w.resolve(have);
+      return false;
+    }
+    return true;
+  });
 }
 
 function connectOne() {
@@ -43,6 +50,13 @@ function connectOne() {
     const onEvent = (data) => received(data.seq);
     socket.on("models:updated", onEvent);
     socket.on("providers:updated", onEvent);
+    socket.on("disconnect", (reason) => {
+      if (reason === "io client disconnect") return;
+      drops[reason] = (drops[reason] ?? 0) + 1;
+      const i = sockets.indexOf(socket); // no longer waited for (reconnection is off)
+      if (i >= 0) sockets.splice(i, 1);
+      settle();
+    });
     socket.once("proxy:status", () => resolve(socket));
     socket.once("connect_error", (err) => reject(err));
     sockets.push(socket);
@@ -67,8 +81,9 @@ async function run(cmd) {
     });
     out({ received: got });
   } else if (cmd.cmd === "collect") {
-    out({ receipts: Object.fromEntries(receipts) });
+    out({ receipts: Object.fromEntries(receipts), drops });
     receipts = new Map();
+    drops = {};
   } else if (cmd.cmd === "disconnect") {
     for (const socket of sockets) socket.disconnect();
     sockets.length = 0;
