@@ -1,0 +1,141 @@
+"""The parts of bench/events.py that hold no measuring logic.
+
+The driver of a Node client worker, the records of a server under test and of one row of
+figures, the kernel's peak-RSS mark, and the printed report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from figures import pct
+
+
+def peak_rss_reset(pid: int) -> None:
+    """Reset the kernel's peak-RSS mark of ``pid`` (Linux clear_refs 5), when allowed."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss(pid: int) -> int:
+    """Return the peak RSS (VmHWM) of ``pid`` in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Worker:
+    """One Node client worker, driven by JSON lines."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def call(self, **cmd: Any) -> Any:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        await self.proc.stdin.drain()
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("client worker exited")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"client worker: {answer['error']}")
+        return answer
+
+
+@dataclass
+class Row:
+    """The figures of one server at one client count."""
+
+    server: str
+    clients: int
+    models_last: list[float] = field(default_factory=list)  # ms, per write
+    fixed_last: list[float] = field(default_factory=list)
+    burst_eps: float = 0.0
+    cpu_ms: float = 0.0
+    peak_mib: float = 0.0
+    missing: int = 0
+    burst_delivered: float = 1.0  # share of the burst's receipts that arrived
+    drops: Counter[str] = field(default_factory=Counter)  # clients that lost their connection
+
+
+@dataclass
+class Server:
+    """One server under test, its client workers and the writes it was sent."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    ps: psutil.Process
+    url: str
+    workers: list[Worker] = field(default_factory=list)
+    counter: int = 0  # bench models created so far
+    seq: int = 0  # the last event seq it published
+    rss_before: int = 0  # before any client came
+    left_at: float = 0.0  # monotonic time its clients were told to leave
+    drops: Counter[str] = field(default_factory=Counter)  # by socket.io-client's reason
+
+
+def format_row(row: Row) -> str:
+    """Return the printed line of one server at one client count."""
+    missing = f" | {row.missing} receipts missing" if row.missing else ""
+    if row.burst_delivered < 1:  # events/s then counts a burst that not everyone got
+        missing += f" ({row.burst_delivered:.0%} of the burst's delivered)"
+    if row.drops:
+        why = ", ".join(f"{reason} x{n}" for reason, n in row.drops.most_common())
+        missing += f" | clients dropped: {why}"
+    return (
+        f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
+        f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "
+        f"fixed p50 {statistics.median(row.fixed_last):7.1f} p99 "
+        f"{pct(row.fixed_last, 0.99):7.1f} | burst {row.burst_eps:6.1f} events/s | cpu "
+        f"{row.cpu_ms:7.2f} ms/event | peak rss {row.peak_mib:7.1f} MiB{missing}"
+    )
+
+
+def print_summary(
+    machine: str,
+    rows: list[Row],
+    leave: dict[str, tuple[float, float | None]],
+    logged: dict[str, Counter[str]],
+    later_s: float,
+) -> None:
+    """Print every row with its ratios to Node's, the RSS after leaving and the daemons' logs."""
+    print()
+    print(machine)
+    ref = {r.clients: r for r in rows if r.server == "node"}
+    for row in rows:
+        print(format_row(row))
+        base = ref.get(row.clients)
+        if base is None or row.server == "node":
+            continue
+        print(
+            f"{'':>9} ratio to node | models p50 "
+            f"{statistics.median(row.models_last) / statistics.median(base.models_last):5.2f}"
+            f"x, fixed p50 "
+            f"{statistics.median(row.fixed_last) / statistics.median(base.fixed_last):5.2f}x"
+            f" | burst {row.burst_eps / base.burst_eps:5.2f}x | cpu "
+            f"{row.cpu_ms / base.cpu_ms:5.2f}x | peak rss {row.peak_mib / base.peak_mib:5.2f}x"
+        )
+    for server, (settled, later) in leave.items():
+        after = f", {later:+7.1f} MiB {later_s:.0f} s after" if later is not None else ""
+        print(
+            f"{server:>9} rss after all clients left: {settled:+7.1f} MiB settled{after}"
+            " (vs before they came)"
+        )
+    for server, counts in logged.items():  # e.g. a client dropped as too slow
+        events = ", ".join(f"{event} x{n}" for event, n in counts.most_common())
+        print(f"{server:>9} daemon log (warnings, errors): {events or 'nothing'}")
+    print(
+        "targets: last-client p50 <= node's; burst events/s >= node's; peak rss "
+        "(200-event burst, 1000 clients) <= 1.5x node's; rss after leaving within 30 MiB"
+    )
