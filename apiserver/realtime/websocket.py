@@ -33,8 +33,6 @@ from apiserver.realtime.transport import (
     OP_CLOSE,
     OP_PONG,
     DirectQueue,
-    FramedPacket,
-    FrameRest,
     RawFrame,
     ws_frame,
 )
@@ -215,12 +213,8 @@ class DirectWebSocket:
                     await self.close()
                     return
                 try:
-                    if isinstance(pkt, FrameRest):
-                        await self._send_frame(pkt.rest)
-                    elif isinstance(pkt, FramedPacket):
-                        await self._send_frame(pkt.frame)
-                    else:
-                        await self.send(pkt.encode())
+                    # An event's encoded text carries its shared frame: ``send`` writes that.
+                    await self.send(pkt.encode())
                 except Exception:
                     self._serving = False
                     await self.close()
