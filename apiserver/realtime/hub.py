@@ -27,6 +27,7 @@ from socketio import packet as sio_packet
 from apiserver.realtime.publisher import Event, EventPublisher
 from apiserver.realtime.server import SocketServer
 from apiserver.realtime.transport import DirectQueue, FramedPacket
+from apiserver.realtime.websocket import WRITE_CHUNK
 from apiserver.services.live_feeds import LIVE_EVENTS
 from qwenstack_core.logsetup import get_logger
 
@@ -56,6 +57,7 @@ class Client:
     eio_sid: str
     subscriptions: frozenset[str] | None = None  # None: never subscribed → DEFAULT_EVENTS
     ready: bool = False  # greeted: receives broadcasts from now on
+    queue: DirectQueue | None = None  # its Engine.IO socket's queue (fast path; kept for life)
 
     def wants(self, name: str, subscribers_only: bool = False) -> bool:
         """Return True when this client receives events named ``name``."""
@@ -107,6 +109,9 @@ class Hub:
         """Register a client that passed the connect checks; greet it once connected."""
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         client = self._clients[sid] = Client(sid, eio_sid)
+        queue = getattr(self._sio.eio.sockets.get(eio_sid), "queue", None)
+        if isinstance(queue, DirectQueue):
+            client.queue = queue
         task = asyncio.get_running_loop().create_task(self._greet(client))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -170,24 +175,38 @@ class Hub:
         self.emitted[event.name] = self.emitted.get(event.name, 0) + 1
 
     def _broadcast_now(self, event: Event) -> None:
-        """Encode ``event`` once and hand it to every client, synchronously and in order."""
+        """Encode ``event`` once and hand it to every client, synchronously and in order.
+
+        An idle websocket's transport (``DirectQueue.direct``) gets an event of one chunk
+        written here; every other client gets it through its queue.
+        """
         name = event.name
         # ``Client.wants``, inlined with ``_put``: this loop runs once per client per event.
         by_default = not event.subscribers_only and name in DEFAULT_EVENTS
         sockets = self._sio.eio.sockets
         pkt: FramedPacket | None = None  # encoded on first use: no clients, no encoding
+        frame: bytes | None = None  # written at once to idle websockets (one chunk at most)
         for client in tuple(self._clients.values()):
             subscriptions = client.subscriptions
             if not client.ready or not (
                 by_default if subscriptions is None else name in subscriptions
             ):
                 continue
-            socket = sockets.get(client.eio_sid)
-            if socket is None or socket.closed or socket.closing:
-                continue
             if pkt is None:
                 pkt = encode_event(name, event.payload)
+                frame = pkt.frame if pkt.size <= WRITE_CHUNK else None
             try:
+                queue = client.queue
+                if queue is not None and frame is not None:
+                    transport = queue.direct
+                    if transport is not None and not transport.is_closing():
+                        transport.write(frame)
+                        if transport.get_write_buffer_size():
+                            queue.wrote_partly(transport.get_write_buffer_size())
+                        continue
+                socket = sockets.get(client.eio_sid)
+                if socket is None or socket.closed or socket.closing:
+                    continue
                 socket.queue.put_nowait(pkt)  # never blocks; BoundedQueue enforces the caps
             except Exception:
                 log.exception("socketio_send_failed", sid=client.sid, event_name=name)

@@ -112,6 +112,7 @@ class DirectWebSocket:
         finally:
             if queue is not None and queue.ws is self:
                 queue.ws = None
+                queue.direct = None
                 queue.set_buffered(0)
         return ws
 
@@ -156,7 +157,7 @@ class DirectWebSocket:
                 break
             except Exception:
                 server.logger.exception("Unknown receive error")
-        self._serving = False
+        self._stop_serving()
         writer = self._writer
         if writer is not None:  # what was queued goes out first, as Engine.IO's writer does
             await asyncio.wait({writer}, timeout=CLOSE_GRACE_S)
@@ -206,23 +207,38 @@ class DirectWebSocket:
                 try:
                     pkt = queue.get_nowait()
                 except asyncio.QueueEmpty:
+                    self.open_direct()
                     return
                 queue.task_done()
                 if pkt is None:  # the stop sentinel (a client dropped as too slow)
-                    self._serving = False
                     await self.close()
                     return
                 try:
                     # An event's encoded text carries its shared frame: ``send`` writes that.
                     await self.send(pkt.encode())
                 except Exception:
-                    self._serving = False
                     await self.close()
                     return
         finally:
             self._writer = None
 
+    def open_direct(self) -> None:
+        """Let the hub write events straight to the transport while nothing waits to be sent."""
+        queue = self.queue
+        if queue is None or not self._serving or queue.taken or queue.dropped is not None:
+            return
+        if queue.empty() and self.idle():
+            queue.set_buffered(0)  # the transport holds nothing
+            queue.direct = self._transport
+
+    def _stop_serving(self) -> None:
+        """Queued packets are no longer written, and events no longer written at once."""
+        self._serving = False
+        if self.queue is not None:
+            self.queue.direct = None
+
     async def close(self) -> None:
+        self._stop_serving()
         transport = self._transport
         if transport is not None and transport.is_closing():
             return  # refused or hung up already
@@ -237,6 +253,7 @@ class DirectWebSocket:
         A client that still reads learns why it was dropped; one that does not is cut off
         after ``CLOSE_GRACE_S``. The rest of the frame being written is copied once.
         """
+        self._stop_serving()
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -250,6 +267,7 @@ class DirectWebSocket:
 
     def hang_up(self) -> None:
         """Send a websocket close frame (1001 going away) and close the connection."""
+        self._stop_serving()
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -347,6 +365,8 @@ class DirectWebSocket:
         queue = self.queue
         if queue is not None:
             size = transport.get_write_buffer_size()
+            if size:
+                queue.direct = None
             if size or queue.buffered:
                 queue.set_buffered(size)
         return rest

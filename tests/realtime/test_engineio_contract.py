@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
 from apiserver.realtime.compat import fast_path_problems
@@ -124,6 +125,29 @@ async def test_direct_writes_and_pings_over_a_real_websocket(
 
         queue.put_nowait(FramedPacket('2["still",2]'))
         assert await next_text(ws) == '42["still",2]'
+
+
+async def test_an_idle_websocket_names_its_transport_for_direct_writes(
+    server: tuple[SocketServer, str],
+) -> None:
+    sio, url = server
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        eio_sid = await join_namespace(ws)
+        queue = sio.eio.sockets[eio_sid].queue
+        assert isinstance(queue, DirectQueue) and isinstance(queue.ws, DirectWebSocket)
+        await wait_until(lambda: queue.direct is not None)  # OPEN and CONNECT written
+        assert queue.direct is queue.ws._transport
+
+        await sio.eio.sockets[eio_sid].send(eio_packet.Packet(eio_packet.MESSAGE, '2["x",1]'))
+        assert queue.direct is None
+        assert await next_text(ws) == '42["x",1]'
+        await wait_until(lambda: queue.direct is not None)  # written: direct again
+
+    await wait_until(lambda: eio_sid not in sio.eio.sockets)
+    assert queue.direct is None  # the connection ended
 
 
 async def test_an_unanswered_ping_still_closes_the_connection(

@@ -114,6 +114,9 @@ class FakeResponse:
     async def send_str(self, text: str) -> None:
         self.transport.write(ws_frame(text.encode()))
 
+    async def close(self) -> None:
+        self.transport.write(ws_frame(b"", 0x8))
+
 
 def direct_ws(transport: FakeTransport, backlog: Backlog | None = None) -> tuple[FakeSocket, Any]:
     socket = FakeSocket(backlog)
@@ -161,6 +164,58 @@ async def test_direct_writes_never_overtake_queued_packets() -> None:
 
     queue.put_nowait(None)  # the writer's stop sentinel is always queued
     assert queue.get_nowait() is None and queue.taken == 0
+
+
+async def test_events_are_written_at_once_only_while_nothing_waits() -> None:
+    # ``DirectQueue.direct`` names the transport the hub may write an event to without the
+    # queue: only while nothing is queued, taken, half-written or buffered.
+    transport = FakeTransport()
+    socket, ws = direct_ws(transport)
+    queue = socket.queue
+    ws.open_direct()
+    assert queue.direct is None  # not serving yet (still connecting or upgrading)
+    ws._serving = True
+    ws.open_direct()
+    assert queue.direct is transport
+
+    queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # queued: events go behind it
+    assert queue.direct is None
+    ws.open_direct()
+    assert queue.direct is None  # the ping still waits
+    pkt = queue.get_nowait()
+    ws.open_direct()
+    assert queue.direct is None  # taken, not written yet
+    await ws.send(pkt.encode())
+    ws.open_direct()
+    assert queue.direct is transport
+
+    transport.buffered = 10  # an event the kernel did not take whole
+    queue.wrote_partly(10)
+    assert queue.direct is None and queue.pending == 10
+    ws.open_direct()
+    assert queue.direct is None  # the transport still holds bytes
+    transport.buffered = 0
+    ws.open_direct()
+    assert queue.direct is transport and queue.pending == 0
+
+    await ws.close()  # the end of the connection
+    assert queue.direct is None
+    ws.open_direct()
+    assert queue.direct is None
+
+
+async def test_a_dropped_client_gets_no_direct_writes() -> None:
+    dropped: list[str] = []
+    backlog = Backlog(Limits(client_bytes=100), lambda q, why: dropped.append(why))
+    socket, ws = direct_ws(FakeTransport(), backlog)
+    queue = socket.queue
+    ws._serving = True
+    ws.open_direct()
+    assert queue.direct is not None
+    queue.wrote_partly(1000)  # over its cap: dropped
+    assert dropped and queue.dropped is not None and queue.direct is None
+    ws.open_direct()
+    assert queue.direct is None
 
 
 async def test_pings_always_go_through_the_writer() -> None:
