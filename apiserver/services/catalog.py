@@ -77,9 +77,13 @@ class ProviderService:
             return fn(conn), provider_rows.list_providers(conn)
 
         result, items = await self._store.write(work)
+        self._published(action, provider_id, items)
+        return result
+
+    def _published(self, action: str, provider_id: str, items: list[Row]) -> None:
+        """Keep the list just read as the cached one, and publish ``providers:updated``."""
         self._store.prime(("providers", None, None), items)
         self._events.publish("providers:updated", providers_payload(action, provider_id, items))
-        return result
 
     async def find(self, *, type_: str | None, enabled: bool | None) -> list[Row]:
         return await self._store.read_cached(
@@ -127,12 +131,15 @@ class ProviderService:
         return result
 
     async def set_enabled(self, provider_id: str, enabled: bool) -> Row:
-        result: Row = await self._write(
-            "enabled" if enabled else "disabled",
-            provider_id,
-            lambda c: provider_rows.update_provider(c, provider_id, {"enabled": enabled}),
-        )
-        return result
+        """Enable or disable a provider; return it as the provider list has it now."""
+
+        def toggle(conn: Connection) -> list[Row]:
+            provider_rows.set_provider_enabled(conn, provider_id, enabled)
+            return provider_rows.list_providers(conn)
+
+        items = await self._store.write(toggle)
+        self._published("enabled" if enabled else "disabled", provider_id, items)
+        return next(p for p in items if p["id"] == provider_id)
 
     async def delete(self, provider_id: str) -> None:
         def delete(conn: Connection) -> dict[str, Any] | None:

@@ -134,6 +134,13 @@ def update_provider(
     return get_provider(conn, provider_id)
 
 
+def set_provider_enabled(conn: sqlite3.Connection, provider_id: str, enabled: bool) -> None:
+    """Enable or disable a provider; 404 when there is none (one statement: a toggle is hot)."""
+    sql = "UPDATE providers SET enabled = ?, updated_at = ? WHERE id = ?"
+    if not conn.execute(sql, (int(enabled), now_ms(), provider_id)).rowcount:
+        raise NotFound(f"Provider '{provider_id}' not found", code="provider_not_found")
+
+
 def delete_provider(conn: sqlite3.Connection, provider_id: str) -> bool:
     """Delete a provider with its configs and links; clear an active_provider naming it.
 
