@@ -118,12 +118,18 @@ def print_summary(
         base = ref.get(row.clients)
         if base is None or row.server == "node":
             continue
+        delivered = ""
+        if min(row.burst_delivered, base.burst_delivered) < 1:
+            # A server whose clients were dropped finishes sooner with fewer clients: compare
+            # the events each client got per second as well.
+            share = row.burst_delivered / base.burst_delivered
+            delivered = f" ({row.burst_eps * share / base.burst_eps:.2f}x of delivered events)"
         print(
             f"{'':>9} ratio to node | models p50 "
             f"{statistics.median(row.models_last) / statistics.median(base.models_last):5.2f}"
             f"x, fixed p50 "
             f"{statistics.median(row.fixed_last) / statistics.median(base.fixed_last):5.2f}x"
-            f" | burst {row.burst_eps / base.burst_eps:5.2f}x | cpu "
+            f" | burst {row.burst_eps / base.burst_eps:5.2f}x{delivered} | cpu "
             f"{row.cpu_ms / base.cpu_ms:5.2f}x | peak rss {row.peak_mib / base.peak_mib:5.2f}x"
         )
     for server, (settled, later) in leave.items():

@@ -26,7 +26,9 @@ seconds after they left (default 35: after the daemon's last follow-up heap trim
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
 It also counts what each daemon logged (warnings and errors, by event: a client dropped as
 too slow shows there) and, for a server whose clients missed part of a burst, the share of
-the burst that was delivered.
+the burst that was delivered. Such a server finishes its burst sooner, with fewer clients to
+serve: the burst ratio is then also given for the events delivered (events/s times the
+share delivered, against the same for Node).
 Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node server,
 client workers) before it exits.
 
