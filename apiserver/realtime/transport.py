@@ -312,6 +312,7 @@ class DirectQueue(BoundedQueue):
         ):
             rest = ws.write_now(item.frame)
             if rest is not None:  # the queue is empty: the rest goes out first, in order
+                self.direct = None
                 super().put_nowait(FrameRest(item, rest))
                 ws.kick()
             return

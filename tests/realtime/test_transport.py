@@ -23,7 +23,7 @@ from apiserver.realtime.transport import (
     Limits,
     ws_frame,
 )
-from apiserver.realtime.websocket import DirectWebSocket
+from apiserver.realtime.websocket import WRITE_CHUNK, DirectWebSocket
 
 
 def parse_frame(frame: bytes) -> tuple[int, bytes]:
@@ -202,6 +202,25 @@ async def test_events_are_written_at_once_only_while_nothing_waits() -> None:
     assert queue.direct is None
     ws.open_direct()
     assert queue.direct is None
+
+
+async def test_a_frame_left_half_written_stops_direct_writes() -> None:
+    class FillingTransport(FakeTransport):
+        def write(self, data: bytes | memoryview) -> None:
+            super().write(data)
+            self.buffered = 1  # the kernel took this chunk, and has no room for more
+
+    transport = FillingTransport()
+    socket, ws = direct_ws(transport)
+    ws._serving = True
+    ws.open_direct()
+    assert socket.queue.direct is transport
+    socket.queue.put_nowait(event("x" * 2 * WRITE_CHUNK))
+    assert len(transport.written) == 1  # one chunk; the rest waits as a view, in order
+    assert socket.queue.direct is None
+    for _ in range(3):  # the writer finds the transport still full
+        await asyncio.sleep(0)
+    assert socket.queue.direct is None
 
 
 async def test_a_dropped_client_gets_no_direct_writes() -> None:
