@@ -69,6 +69,10 @@ class ProviderService:
     def __init__(self, store: Store, events: EventPublisher) -> None:
         self._store = store
         self._events = events
+        # The provider list as of the latest committed write, kept by the store thread in
+        # commit order (``then`` hooks, see Store.write_then): an enable/disable changes one
+        # row of it instead of reading the list again. Only this service writes providers.
+        self._listing: list[Row] | None = None
 
     async def _write(self, action: str, provider_id: str, fn: Any) -> Any:
         """Run ``fn(conn)`` and take the provider list in the same transaction, then publish."""
@@ -76,7 +80,11 @@ class ProviderService:
         def work(conn: Connection) -> tuple[Any, list[Row]]:
             return fn(conn), provider_rows.list_providers(conn)
 
-        result, items = await self._store.write(work)
+        def then(_conn: Connection, done: tuple[Any, list[Row]]) -> tuple[Any, list[Row]]:
+            self._listing = done[1]
+            return done
+
+        result, items = await self._store.write_then(work, then)
         self._published(action, provider_id, items)
         return result
 
@@ -133,11 +141,23 @@ class ProviderService:
     async def set_enabled(self, provider_id: str, enabled: bool) -> Row:
         """Enable or disable a provider; return it as the provider list has it now."""
 
-        def toggle(conn: Connection) -> list[Row]:
-            provider_rows.set_provider_enabled(conn, provider_id, enabled)
-            return provider_rows.list_providers(conn)
+        def toggle(conn: Connection) -> int:
+            if self._listing is None:  # the first write since start: the list before it
+                self._listing = provider_rows.list_providers(conn)
+            return provider_rows.set_provider_enabled(conn, provider_id, enabled)
 
-        items = await self._store.write(toggle)
+        def then(conn: Connection, updated_at: int) -> list[Row]:
+            # In commit order: the list as the writes committed before this one left it.
+            changed = {"enabled": enabled, "updated_at": updated_at}
+            listing = [
+                {**p, **changed} if p["id"] == provider_id else p for p in self._listing or ()
+            ]
+            if not any(p["id"] == provider_id for p in listing):  # not expected; read it
+                listing = provider_rows.list_providers(conn)
+            self._listing = listing
+            return listing
+
+        items = await self._store.write_then(toggle, then, single_statement=True)
         self._published("enabled" if enabled else "disabled", provider_id, items)
         return next(p for p in items if p["id"] == provider_id)
 

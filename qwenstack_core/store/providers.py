@@ -134,11 +134,12 @@ def update_provider(
     return get_provider(conn, provider_id)
 
 
-def set_provider_enabled(conn: sqlite3.Connection, provider_id: str, enabled: bool) -> None:
-    """Enable or disable a provider; 404 when there is none (one statement: a toggle is hot)."""
-    sql = "UPDATE providers SET enabled = ?, updated_at = ? WHERE id = ?"
-    if not conn.execute(sql, (int(enabled), now_ms(), provider_id)).rowcount:
+def set_provider_enabled(conn: sqlite3.Connection, provider_id: str, enabled: bool) -> int:
+    """Enable or disable a provider in one statement; return its new updated_at; 404."""
+    now, sql = now_ms(), "UPDATE providers SET enabled = ?, updated_at = ? WHERE id = ?"
+    if not conn.execute(sql, (int(enabled), now, provider_id)).rowcount:
         raise NotFound(f"Provider '{provider_id}' not found", code="provider_not_found")
+    return now
 
 
 def delete_provider(conn: sqlite3.Connection, provider_id: str) -> bool:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from apiserver.realtime.publisher import EventPublisher
-from apiserver.schemas import ModelIn
-from apiserver.services.catalog import ModelService
-from qwenstack_core.errors import Conflict
+from apiserver.schemas import ModelIn, ProviderIn
+from apiserver.services.catalog import ModelService, ProviderService
+from qwenstack_core.errors import Conflict, NotFound
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows
 
@@ -175,3 +175,57 @@ async def test_the_model_list_counts_each_model_once_when_the_first_writes_commi
     listed = [m["id"] for m in await models.find(capability=None, provider=None)]
     assert store.commits == commits + 1
     assert listed == sorted(SEEDED | {"g-0", "g-1", "g-3", "g-4"})
+
+
+async def test_provider_writes_committed_together_publish_the_list_in_commit_order(
+    store: Store,
+) -> None:
+    # An enable/disable changes one row of the list the service keeps from write to write
+    # (no re-read): its first writes since start commit in one group, mixed with a create
+    # that reads the list itself, and every event still shows the list as of its own write.
+    events = EventPublisher()
+    providers = ProviderService(store, events)
+    async with HeldThread(store):
+        writes = [
+            asyncio.ensure_future(providers.set_enabled("lm-studio-default", False)),
+            asyncio.ensure_future(
+                providers.create(ProviderIn(id="g-p", name="G P", type="lm-studio"))
+            ),
+            asyncio.ensure_future(providers.set_enabled("lm-studio-default", True)),
+            asyncio.ensure_future(providers.set_enabled("g-p", False)),
+            asyncio.ensure_future(providers.set_enabled("none-such", True)),
+        ]
+        await asyncio.sleep(0)  # one loop turn: each write has queued (FIFO)
+        commits = store.commits
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert store.commits == commits + 1  # one group
+    assert isinstance(outcomes[4], NotFound)
+    assert (outcomes[0]["enabled"], outcomes[2]["enabled"], outcomes[3]["enabled"]) == (
+        False,
+        True,
+        False,
+    )
+
+    def states(items: list[dict[str, Any]]) -> dict[str, bool]:
+        return {p["id"]: p["enabled"] for p in items if p["id"] in ("lm-studio-default", "g-p")}
+
+    published = events.since(0)
+    assert published is not None
+    assert [states(e.payload["items"]) for e in published] == [
+        {"lm-studio-default": False},
+        {"lm-studio-default": False, "g-p": True},
+        {"lm-studio-default": True, "g-p": True},
+        {"lm-studio-default": True, "g-p": False},
+    ]
+    other = sqlite3.connect(store.path)
+    try:
+        stored = [
+            (row[0], bool(row[1]), row[2])
+            for row in other.execute(
+                "SELECT id, enabled, updated_at FROM providers ORDER BY priority DESC, name"
+            )
+        ]
+    finally:
+        other.close()
+    last = published[-1].payload["items"]
+    assert stored == [(p["id"], p["enabled"], p["updated_at"]) for p in last]
