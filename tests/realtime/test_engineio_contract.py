@@ -8,6 +8,7 @@ loopback port and a real websocket client, and fail when what the fast path assu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -51,6 +52,16 @@ async def server(aiohttp_server: Any) -> AsyncIterator[tuple[SocketServer, str]]
     await sio.shutdown()
 
 
+@contextlib.asynccontextmanager
+async def eio_websocket(url: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """Open a raw Engine.IO websocket to the server at ``url``."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
+    ):
+        yield ws
+
+
 async def next_text(ws: aiohttp.ClientWebSocketResponse, *, pong: bool = True) -> str:
     """Return the next Engine.IO packet that is not a ping (pings are answered)."""
     while True:
@@ -88,10 +99,7 @@ async def test_direct_writes_and_pings_over_a_real_websocket(
     server: tuple[SocketServer, str],
 ) -> None:
     sio, url = server
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
-    ):
+    async with eio_websocket(url) as ws:
         opened = await next_text(ws)
         assert opened.startswith("0{")
         eio_sid = json.loads(opened[1:])["sid"]
@@ -131,10 +139,7 @@ async def test_an_idle_websocket_names_its_transport_for_direct_writes(
     server: tuple[SocketServer, str],
 ) -> None:
     sio, url = server
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
-    ):
+    async with eio_websocket(url) as ws:
         eio_sid = await join_namespace(ws)
         queue = sio.eio.sockets[eio_sid].queue
         assert isinstance(queue, DirectQueue) and isinstance(queue.ws, DirectWebSocket)
@@ -154,10 +159,7 @@ async def test_an_unanswered_ping_still_closes_the_connection(
     server: tuple[SocketServer, str],
 ) -> None:
     sio, url = server
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
-    ):
+    async with eio_websocket(url) as ws:
         eio_sid = await join_namespace(ws)
         async with asyncio.timeout(5):  # no pongs: Engine.IO's timers close it
             while eio_sid in sio.eio.sockets:
@@ -317,10 +319,7 @@ async def test_an_idle_client_costs_no_task_but_its_request_and_a_ping_timer(
                 names.append(name)
         return names
 
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws,
-    ):
+    async with eio_websocket(url) as ws:
         eio_sid = await join_namespace(ws)
         socket_ = sio.eio.sockets[eio_sid]
         await wait_until(lambda: socket_tasks() == [])  # the CONNECT answer went out
