@@ -201,8 +201,8 @@ class Hub:
                     transport = queue.direct
                     if transport is not None and not transport.is_closing():
                         transport.write(frame)
-                        if transport.get_write_buffer_size():
-                            queue.wrote_partly(transport.get_write_buffer_size())
+                        if buffered := transport.get_write_buffer_size():
+                            queue.wrote_partly(buffered)
                         continue
                 socket = sockets.get(client.eio_sid)
                 if socket is None or socket.closed or socket.closing:

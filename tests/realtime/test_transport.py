@@ -218,9 +218,9 @@ async def test_a_frame_left_half_written_stops_direct_writes() -> None:
     socket.queue.put_nowait(event("x" * 2 * WRITE_CHUNK))
     assert len(transport.written) == 1  # one chunk; the rest waits as a view, in order
     assert socket.queue.direct is None
-    for _ in range(3):  # the writer finds the transport still full
-        await asyncio.sleep(0)
-    assert socket.queue.direct is None
+    assert ws._writer is not None
+    await ws._writer  # it writes nothing more: the transport is still full
+    assert len(transport.written) == 1 and socket.queue.direct is None
 
 
 async def test_a_dropped_client_gets_no_direct_writes() -> None:
