@@ -4,7 +4,7 @@ The ``EventPublisher`` hands every event, in ``seq`` order, to ``Hub.deliver``. 
 
 - **fast** (the default when the installed python-engineio is the tested one): the event is
   encoded once and the same packet is put on every interested client's queue synchronously;
-  idle websocket clients get it written straight to their transport (``transport``);
+  idle websocket clients get its shared frame written straight to their socket (``sender``);
 - **supported**: one ``AsyncServer.emit`` per event to the room of its topic (every client is in
   the rooms of the events it wants), awaited in order by the publisher's one task.
 
@@ -27,7 +27,6 @@ from socketio import packet as sio_packet
 from apiserver.realtime.publisher import Event, EventPublisher
 from apiserver.realtime.server import SocketServer
 from apiserver.realtime.transport import DirectQueue, FramedPacket
-from apiserver.realtime.websocket import WRITE_CHUNK
 from apiserver.services.live_feeds import LIVE_EVENTS
 from qwenstack_core.logsetup import get_logger
 
@@ -177,15 +176,15 @@ class Hub:
     def _broadcast_now(self, event: Event) -> None:
         """Encode ``event`` once and hand it to every client, synchronously and in order.
 
-        An idle websocket's transport (``DirectQueue.direct``) gets an event of one chunk
-        written here; every other client gets it through its queue.
+        An idle websocket's sender (``DirectQueue.direct``) gets the event's frame written
+        here; every other client gets it through its queue.
         """
         name = event.name
         # ``Client.wants``, inlined with ``_put``: this loop runs once per client per event.
         by_default = not event.subscribers_only and name in DEFAULT_EVENTS
         sockets = self._sio.eio.sockets
         pkt: FramedPacket | None = None  # encoded on first use: no clients, no encoding
-        frame: bytes | None = None  # written at once to idle websockets (one chunk at most)
+        frame = b""
         for client in tuple(self._clients.values()):
             subscriptions = client.subscriptions
             if not client.ready or not (
@@ -194,16 +193,12 @@ class Hub:
                 continue
             if pkt is None:
                 pkt = encode_event(name, event.payload)
-                frame = pkt.frame if pkt.size <= WRITE_CHUNK else None
+                frame = pkt.frame
             try:
                 queue = client.queue
-                if queue is not None and frame is not None:
-                    transport = queue.direct
-                    if transport is not None and not transport.is_closing():
-                        transport.write(frame)
-                        if buffered := transport.get_write_buffer_size():
-                            queue.wrote_partly(buffered)
-                        continue
+                if queue is not None and (sender := queue.direct) is not None:
+                    sender.write(frame)
+                    continue
                 socket = sockets.get(client.eio_sid)
                 if socket is None or socket.closed or socket.closing:
                     continue

@@ -10,17 +10,14 @@ Every Engine.IO socket gets a ``BoundedQueue``:
 - a long-poll takes at most ``MAX_POLL_PACKETS`` packets, the most a python-engineio client
   accepts in one payload.
 
-The fast path adds ``DirectQueue``: an event put on an idle, upgraded websocket is written at
-once by ``websocket.DirectWebSocket``, from a websocket frame built once for every client
-(server frames are unmasked and compression is not negotiated, so the frame is the same for
-everyone). Only events take that shortcut: pings, pongs, upgrades and closes always go through
-Engine.IO's writer task, so its own timers see them as the protocol expects. A packet the
-writer took but has not written yet (``taken``), or a transport still holding unsent bytes,
-makes events queue behind it, in order and shared. What the kernel did not take of a frame
-written at once waits in the queue as a ``FrameRest``: a view of the shared frame, not a copy.
-While a websocket is idle, its queue names the transport (``DirectQueue.direct``) and the hub
-writes an event of one chunk to it without calling into the queue: per client and event, the
-fewer objects touched, the less of an event's time goes to the interpreter.
+The fast path adds ``DirectQueue``: once its websocket serves, every packet for it is written
+by the websocket's ``sender.FrameSender``, straight to the socket; events from a websocket
+frame built once for every client (server frames are unmasked and compression is not
+negotiated, so the frame is the same for everyone). While the sender is idle, nothing queued
+and nothing half-written, the queue names it (``DirectQueue.direct``) and the hub writes an
+event through it without calling into the queue: per client and event, the fewer objects
+touched, the less of an event's time goes to the interpreter. Otherwise packets queue, in
+order and shared, and the sender writes them as the client reads.
 
 The fast path uses private parts of python-engineio (checked at start by
 ``apiserver.realtime.compat``, which falls back to the supported path when one is missing).
@@ -36,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from engineio import packet as eio_packet
 
-if TYPE_CHECKING:  # only a type here; importing it would be circular
+if TYPE_CHECKING:  # only types here; importing them would be circular
+    from apiserver.realtime.sender import FrameSender
     from apiserver.realtime.websocket import DirectWebSocket
 
 # python-engineio's client refuses payloads of more packets than this ("Too many packets").
@@ -72,69 +70,43 @@ def ws_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     return header + payload
 
 
-class SharedText(str):
-    """An encoded packet that carries its websocket frame (or the unsent rest of one).
-
-    Engine.IO's writer task hands ``packet.encode()`` to the websocket: this string tells the
-    websocket which shared bytes to write, so no client encodes or frames its own copy.
-    """
-
-    frame: bytes | memoryview
-
-
 class FramedPacket(eio_packet.Packet):  # type: ignore[misc]
     """An Engine.IO MESSAGE packet encoded once, with its websocket frame, for many clients."""
 
     def __init__(self, text: str, utf8: bytes | None = None) -> None:
         """Wrap the Socket.IO packet ``text`` (``utf8``: the same, already encoded)."""
         super().__init__(eio_packet.MESSAGE, data=text)
-        encoded = SharedText(super().encode())
+        encoded = super().encode()
         message = encoded.encode() if utf8 is None else b"4" + utf8  # "4": Engine.IO MESSAGE
         self.frame: bytes = ws_frame(message, OP_TEXT)
-        encoded.frame = self.frame
-        self.encode_cache = encoded  # what encode() returns from now on, for both transports
+        self.encode_cache = encoded  # what encode() returns from now on (polling)
         self.size = len(self.frame)
         self.holders = 0  # queues holding this packet: its bytes count once in the backlog
 
 
 class RawFrame(eio_packet.Packet):  # type: ignore[misc]
-    """Bytes for the websocket only (no polling form): a pong, or the rest of a frame."""
+    """A websocket frame of our own (a pong), queued behind what waits for the client."""
 
-    def __init__(self, frame: bytes | memoryview) -> None:
+    def __init__(self, frame: bytes) -> None:
         super().__init__(eio_packet.NOOP)
-        self._encoded = SharedText()  # empty: ``encode_cache`` would not be used
-        self._encoded.frame = frame
-
-    def encode(self, b64: bool = False) -> SharedText:
-        return self._encoded
+        self.frame = frame
 
 
-class FrameRest:
-    """The part of a shared frame a websocket did not take yet, queued for its writer.
-
-    One waits for every client behind, so it is two slots (no Engine.IO packet with its
-    attribute dictionary and encoded text): the websocket writes ``rest`` directly.
-    """
-
-    __slots__ = ("shared", "rest")
-    packet_type = eio_packet.NOOP  # as a queued packet; only the websocket ever takes it
-
-    def __init__(self, shared: FramedPacket, rest: memoryview) -> None:
-        self.shared = shared  # its bytes count in the backlog as the shared packet's
-        self.rest = rest
-
-    def encode(self, b64: bool = False) -> SharedText:
-        text = SharedText()
-        text.frame = self.rest
-        return text
+def frame_of(pkt: Any) -> bytes:
+    """Return the websocket frame of a queued packet (shared for events, built otherwise)."""
+    frame = getattr(pkt, "frame", None)
+    if frame is not None:
+        return frame  # type: ignore[no-any-return]
+    encoded = pkt.encode()  # an Engine.IO packet: a ping, a noop, a close, a library message
+    if isinstance(encoded, str):
+        return ws_frame(encoded.encode(), OP_TEXT)
+    return ws_frame(encoded, OP_BINARY)
 
 
 def packet_size(pkt: Any) -> int:
     """Return the bytes a queued packet stands for."""
     if isinstance(pkt, FramedPacket):
         return pkt.size
-    if isinstance(pkt, FrameRest):
-        return len(pkt.rest)
     data = getattr(pkt, "data", None)
     return len(data) + 1 if isinstance(data, str | bytes) else 8
 
@@ -223,11 +195,10 @@ class BoundedQueue(asyncio.Queue[Any]):
         self.pending += size
         if self.backlog is None:
             return
-        shared = item.shared if isinstance(item, FrameRest) else item
-        if isinstance(shared, FramedPacket):
-            shared.holders += 1
-            if shared.holders == 1:
-                self.backlog.total += shared.size
+        if isinstance(item, FramedPacket):
+            item.holders += 1
+            if item.holders == 1:
+                self.backlog.total += item.size
         else:
             holders = self.backlog.holders.get(id(item), 0)
             self.backlog.holders[id(item)] = holders + 1  # alive while held: the id is unique
@@ -240,11 +211,10 @@ class BoundedQueue(asyncio.Queue[Any]):
         self.pending -= size
         if self.backlog is None:
             return
-        shared = item.shared if isinstance(item, FrameRest) else item
-        if isinstance(shared, FramedPacket):
-            shared.holders -= 1
-            if shared.holders == 0:
-                self.backlog.total -= shared.size
+        if isinstance(item, FramedPacket):
+            item.holders -= 1
+            if item.holders == 0:
+                self.backlog.total -= item.size
                 self.backlog.drained()
         else:
             holders = self.backlog.holders.pop(id(item), 1) - 1
@@ -255,10 +225,10 @@ class BoundedQueue(asyncio.Queue[Any]):
                 self.backlog.drained()
 
     def set_buffered(self, size: int) -> None:
-        """Account for the bytes the client's transport holds (websocket fast path).
+        """Account for the unwritten part of the frame being written (websocket fast path).
 
-        They count for the client's cap, not in the server-wide total: flow control keeps each
-        transport at about 64 KiB plus one event.
+        It counts for the client's cap, not in the server-wide total: it is a view of a
+        shared frame, and one frame at most per client.
         """
         delta = size - self.buffered
         self.buffered = size
@@ -288,56 +258,26 @@ class BoundedQueue(asyncio.Queue[Any]):
 
 
 class DirectQueue(BoundedQueue):
-    """A socket queue that writes events to an idle, upgraded websocket instead of queueing."""
+    """A socket queue whose packets a ``FrameSender`` writes, at once while it is idle."""
 
     def __init__(self, backlog: Backlog | None = None) -> None:
         super().__init__(backlog)
         self.ws: DirectWebSocket | None = None
-        self.taken = 0  # packets the writer took out and has not written yet
-        # The transport an event may be written to at once, None when it must take
-        # ``put_nowait``. Set by the websocket once its writer has nothing left to write and
-        # the transport is empty (``DirectWebSocket.open_direct``); cleared by anything queued,
-        # a write that left bytes in the transport, a drop, or the end of the connection.
-        self.direct: asyncio.Transport | None = None
+        # The sender that writes a packet at once, None when packets must queue. Set by the
+        # sender when it wrote everything and the client is not dropped; cleared by anything
+        # queued, a write the kernel did not take whole, a drop and the end of the connection.
+        self.direct: FrameSender | None = None
 
     def put_nowait(self, item: Any) -> None:
-        ws = self.ws
-        if (
-            ws is not None
-            and item.__class__ is FramedPacket  # events only: control packets take Engine.IO's
-            and self.taken == 0
-            and self.empty()
-            and self.dropped is None
-            and ws.idle()
-        ):
-            rest = ws.write_now(item.frame)
-            if rest is not None:  # the queue is empty: the rest goes out first, in order
-                self.direct = None
-                super().put_nowait(FrameRest(item, rest))
-                ws.kick()
+        sender = self.direct
+        if sender is not None and item is not None:
+            sender.write(frame_of(item))
             return
         self.direct = None  # queued: whatever comes next goes behind it
         super().put_nowait(item)
-        if ws is not None:
-            ws.kick()
-
-    def wrote_partly(self, buffered: int) -> None:
-        """An event written at once left ``buffered`` bytes in the transport: queue from now on."""
-        self.direct = None
-        self.set_buffered(buffered)
+        if sender is not None:  # it was idle: nothing else would write this
+            sender.pump()
 
     def forget(self) -> None:
         self.direct = None
         super().forget()
-
-    def get_nowait(self) -> Any:
-        item = super().get_nowait()
-        ws = self.ws
-        if item is not None and ws is not None and ws.upgraded:
-            self.taken += 1
-        return item
-
-    def written(self) -> None:
-        """Count one taken packet as written (called by the websocket)."""
-        if self.taken > 0:
-            self.taken -= 1

@@ -29,7 +29,7 @@ from engineio.async_socket import AsyncSocket
 from apiserver.realtime.compat import fast_path_problems
 from apiserver.realtime.server import SocketServer
 from apiserver.realtime.transport import DirectQueue, FramedPacket, Limits
-from apiserver.realtime.websocket import WRITE_CHUNK, DirectWebSocket
+from apiserver.realtime.websocket import DirectWebSocket
 from tests.realtime.stalled import StalledWebSocket
 
 PING_INTERVAL = 0.2
@@ -135,7 +135,7 @@ async def test_direct_writes_and_pings_over_a_real_websocket(
         assert await next_text(ws) == '42["still",2]'
 
 
-async def test_an_idle_websocket_names_its_transport_for_direct_writes(
+async def test_an_idle_websocket_names_its_sender_for_direct_writes(
     server: tuple[SocketServer, str],
 ) -> None:
     sio, url = server
@@ -144,15 +144,17 @@ async def test_an_idle_websocket_names_its_transport_for_direct_writes(
         queue = sio.eio.sockets[eio_sid].queue
         assert isinstance(queue, DirectQueue) and isinstance(queue.ws, DirectWebSocket)
         await wait_until(lambda: queue.direct is not None)  # OPEN and CONNECT written
-        assert queue.direct is queue.ws._transport
+        sender = queue.ws.sender
+        assert sender is not None and queue.direct is sender
+        assert sender.fd == queue.ws._transport.get_extra_info("socket").fileno()
 
         await sio.eio.sockets[eio_sid].send(eio_packet.Packet(eio_packet.MESSAGE, '2["x",1]'))
-        assert queue.direct is None
+        assert queue.empty() and queue.direct is sender  # written at once: still idle
         assert await next_text(ws) == '42["x",1]'
-        await wait_until(lambda: queue.direct is not None)  # written: direct again
 
     await wait_until(lambda: eio_sid not in sio.eio.sockets)
-    assert queue.direct is None  # the connection ended
+    assert queue.direct is None and sender.stopped  # the connection ended
+    assert sender.watch is None
 
 
 async def test_an_unanswered_ping_still_closes_the_connection(
@@ -227,8 +229,8 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
     aiohttp_server: Any,
 ) -> None:
     # Two clients that stop reading while 1 MB events pile up: what the kernel does not take
-    # waits as views of the one shared frame, their transports never hold more than a chunk,
-    # and a websocket ping in the middle of a frame is answered after it, not inside it.
+    # waits as a view of the one shared frame, their transports hold nothing (no copies), and
+    # a websocket ping in the middle of a frame is answered after it, not inside it.
     sio = SocketServer(fast=True, limits=Limits(), async_mode="aiohttp", ping_interval=25)
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
@@ -242,13 +244,18 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
         for pkt in events:
             for socket_ in sockets:
                 socket_.queue.put_nowait(pkt)
-        await asyncio.sleep(0.2)  # the writer tasks write what the kernel takes meanwhile
+        await asyncio.sleep(0.2)  # the senders write what the kernel takes meanwhile
+        frames = {id(pkt.frame) for pkt in events}
         for socket_ in sockets:
             queue = socket_.queue
             assert isinstance(queue.ws, DirectWebSocket)
             assert queue.ws._transport is not None
-            assert queue.ws._transport.get_write_buffer_size() <= WRITE_CHUNK
-            assert queue.qsize() + queue.taken > 1  # behind: events wait in the queue or writer
+            assert queue.ws._transport.get_write_buffer_size() == 0
+            sender = queue.ws.sender
+            assert sender is not None and sender.rest is not None  # a frame half-written
+            assert id(sender.rest.obj) in frames  # ... and its rest a view of the shared one
+            assert sender.watch is not None  # waiting for the client to read
+            assert queue.qsize() >= 1 and queue.direct is None  # behind: events wait in order
         assert sio.engine.backlog.total <= sum(pkt.size for pkt in events)  # shared: once
 
         sock = clients[0].sock

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 import struct
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from apiserver.realtime.hub import encode_event
+from apiserver.realtime.sender import FrameSender
 from apiserver.realtime.server import LibraryLogScrubber
 from apiserver.realtime.transport import (
     MAX_POLL_PACKETS,
@@ -23,7 +27,6 @@ from apiserver.realtime.transport import (
     Limits,
     ws_frame,
 )
-from apiserver.realtime.websocket import WRITE_CHUNK, DirectWebSocket
 
 
 def parse_frame(frame: bytes) -> tuple[int, bytes]:
@@ -71,193 +74,144 @@ def test_events_decode_as_python_socketio_encodes_them(payload: dict[Any, Any]) 
     assert first == 0x81 and frame_payload == text.encode("utf-8", "surrogatepass")
 
 
-class FakeTransport:
-    def __init__(self, buffered: int = 0) -> None:
-        self.written: list[bytes] = []
-        self.buffered = buffered
-        self.aborted = False
-
-    def write(self, data: bytes | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.aborted
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def abort(self) -> None:
-        self.aborted = True
-
-
-class FakeSocket:
-    """The bits of an Engine.IO socket that DirectQueue/DirectWebSocket look at."""
-
-    sid = "fake"
-
-    def __init__(self, backlog: Backlog | None = None) -> None:
-        self.upgraded = True
-        self.upgrading = False
-        self.closed = False
-        self.queue = DirectQueue(backlog)
-
-    async def _websocket_handler(self, ws: Any) -> None:  # the bound handler Engine.IO passes
-        raise NotImplementedError
-
-
-class FakeResponse:
-    """aiohttp's WebSocketResponse as the writer task's path uses it."""
-
-    def __init__(self, transport: FakeTransport) -> None:
-        self.transport = transport
-
-    async def send_str(self, text: str) -> None:
-        self.transport.write(ws_frame(text.encode()))
-
-    async def close(self) -> None:
-        self.transport.write(ws_frame(b"", 0x8))
-
-
-def direct_ws(transport: FakeTransport, backlog: Backlog | None = None) -> tuple[FakeSocket, Any]:
-    socket = FakeSocket(backlog)
-    ws = DirectWebSocket(socket._websocket_handler, server=None)
-    ws._transport = transport  # type: ignore[assignment]
-    ws._ws = FakeResponse(transport)  # type: ignore[assignment]
-    socket.queue.ws = ws
-    return socket, ws
-
-
-def texts(transport: FakeTransport) -> list[str]:
-    return [parse_frame(f)[1].decode() for f in transport.written]
-
-
 def event(text: str) -> FramedPacket:
     return FramedPacket(text)
 
 
-async def test_direct_writes_never_overtake_queued_packets() -> None:
-    transport = FakeTransport()
-    socket, ws = direct_ws(transport)
-    queue = socket.queue
+class Peer:
+    """The client end of a real socket pair, whose server end has a real asyncio transport."""
 
-    queue.put_nowait(event("a"))  # idle websocket: written at once
-    assert texts(transport) == ["4a"] and queue.empty()
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
 
-    socket.upgrading = True  # e.g. during an upgrade nothing is written directly
-    queue.put_nowait(event("b"))
-    socket.upgrading = False
-    queue.put_nowait(event("c"))  # "b" is waiting: "c" must queue behind it
-    assert texts(transport) == ["4a"] and queue.qsize() == 2
+    def read_available(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while chunk := self.sock.recv(1 << 20):
+                self.buffer.extend(chunk)
 
-    # Engine.IO's writer takes both, then writes them one by one.
-    taken = [await queue.get(), queue.get_nowait()]
-    assert queue.taken == 2
-    queue.put_nowait(event("d"))  # taken but unwritten packets: still queue behind them
-    assert queue.qsize() == 1
-    for pkt in taken:
-        await ws.send(pkt.encode())
-    assert queue.taken == 0
-    await ws.send((await queue.get()).encode())
-    queue.put_nowait(event("e"))  # idle again: direct
-    assert texts(transport) == ["4a", "4b", "4c", "4d", "4e"]
-    assert queue.taken == 0 and queue.empty()
+    def frames(self) -> list[tuple[int, bytes]]:
+        """Return the whole frames read so far (and keep a partial one for later)."""
+        out = []
+        while len(self.buffer) >= 2:
+            size, offset = self.buffer[1], 2
+            if size == 126:
+                size, offset = struct.unpack("!H", self.buffer[2:4])[0], 4
+            elif size == 127:
+                size, offset = struct.unpack("!Q", self.buffer[2:10])[0], 10
+            if len(self.buffer) < offset + size:
+                break
+            out.append((self.buffer[0], bytes(self.buffer[offset : offset + size])))
+            del self.buffer[: offset + size]
+        return out
 
-    queue.put_nowait(None)  # the writer's stop sentinel is always queued
-    assert queue.get_nowait() is None and queue.taken == 0
-
-
-async def test_events_are_written_at_once_only_while_nothing_waits() -> None:
-    # ``DirectQueue.direct`` names the transport the hub may write an event to without the
-    # queue: only while nothing is queued, taken, half-written or buffered.
-    transport = FakeTransport()
-    socket, ws = direct_ws(transport)
-    queue = socket.queue
-    ws.open_direct()
-    assert queue.direct is None  # not serving yet (still connecting or upgrading)
-    ws._serving = True
-    ws.open_direct()
-    assert queue.direct is transport
-
-    queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # queued: events go behind it
-    assert queue.direct is None
-    ws.open_direct()
-    assert queue.direct is None  # the ping still waits
-    pkt = queue.get_nowait()
-    ws.open_direct()
-    assert queue.direct is None  # taken, not written yet
-    await ws.send(pkt.encode())
-    ws.open_direct()
-    assert queue.direct is transport
-
-    transport.buffered = 10  # an event the kernel did not take whole
-    queue.wrote_partly(10)
-    assert queue.direct is None and queue.pending == 10
-    ws.open_direct()
-    assert queue.direct is None  # the transport still holds bytes
-    transport.buffered = 0
-    ws.open_direct()
-    assert queue.direct is transport and queue.pending == 0
-
-    await ws.close()  # the end of the connection
-    assert queue.direct is None
-    ws.open_direct()
-    assert queue.direct is None
+    async def texts_until(self, done: Callable[[], bool]) -> list[str]:
+        """Read (as a client that reads again) until ``done()``; return the texts read."""
+        texts: list[str] = []
+        async with asyncio.timeout(10):
+            while True:
+                self.read_available()
+                texts += [payload.decode() for _, payload in self.frames()]
+                if done():
+                    return texts
+                await asyncio.sleep(0.001)
 
 
-async def test_a_frame_left_half_written_stops_direct_writes() -> None:
-    class FillingTransport(FakeTransport):
-        def write(self, data: bytes | memoryview) -> None:
-            super().write(data)
-            self.buffered = 1  # the kernel took this chunk, and has no room for more
+@contextlib.asynccontextmanager
+async def sender_pair(
+    backlog: Backlog | None = None, on_close: Callable[[], None] = lambda: None
+) -> AsyncIterator[tuple[FrameSender, DirectQueue, Peer]]:
+    """A ``FrameSender`` on a real asyncio transport over a socket pair with small buffers."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    for sock in (ours, theirs):
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    queue = DirectQueue(backlog)
+    fd = transport.get_extra_info("socket").fileno()
+    sender = FrameSender(queue, transport, fd, on_close)  # type: ignore[arg-type]
+    try:
+        yield sender, queue, Peer(theirs)
+    finally:
+        sender.stop()
+        transport.abort()
+        theirs.close()
 
-    transport = FillingTransport()
-    socket, ws = direct_ws(transport)
-    ws._serving = True
-    ws.open_direct()
-    assert socket.queue.direct is transport
-    socket.queue.put_nowait(event("x" * 2 * WRITE_CHUNK))
-    assert len(transport.written) == 1  # one chunk; the rest waits as a view, in order
-    assert socket.queue.direct is None
-    assert ws._writer is not None
-    await ws._writer  # it writes nothing more: the transport is still full
-    assert len(transport.written) == 1 and socket.queue.direct is None
+
+BIG = "x" * 2_000_000  # more than the socket pair's buffers take at once
 
 
-async def test_a_dropped_client_gets_no_direct_writes() -> None:
+async def test_an_idle_sender_writes_at_once_and_queues_behind_a_half_written_frame() -> None:
+    async with sender_pair() as (sender, queue, peer):
+        sender.start()
+        assert queue.direct is sender  # idle: nothing queued, nothing half-written
+
+        queue.put_nowait(event("a"))  # written at once
+        big = event(BIG)
+        queue.put_nowait(big)  # the kernel takes part of it
+        assert queue.direct is None and sender.watch is not None
+        watched = sender.watch.fileno()
+        assert sender.rest is not None and sender.rest.obj is big.frame  # a view, no copy
+        assert sender.transport.get_write_buffer_size() == 0
+        assert queue.pending == len(sender.rest)  # it counts for the client's cap
+        queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # behind the rest, in order
+        queue.put_nowait(event("c"))
+        assert queue.qsize() == 2
+
+        texts = await peer.texts_until(lambda: queue.direct is sender and not peer.buffer)
+        assert texts == ["4a", "4" + BIG, "2", "4c"]
+        assert sender.watch is None and sender.rest is None and queue.pending == 0
+        # no longer watched (a closed descriptor left in epoll would keep firing)
+        assert not asyncio.get_running_loop().remove_writer(watched)
+
+
+async def test_a_packet_queued_while_idle_is_written_by_the_sender() -> None:
+    # A stop sentinel or a packet that must queue (e.g. after a drop) never waits unwritten
+    closed: list[bool] = []
+    async with sender_pair(on_close=lambda: closed.append(True)) as (sender, queue, peer):
+        sender.start()
+        queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # idle: framed and written now
+        assert await peer.texts_until(lambda: not peer.buffer) == ["2"]
+        queue.put_nowait(None)  # Engine.IO closed the socket
+        assert closed == [True] and sender.stopped and queue.direct is None
+        queue.put_nowait(event("late"))
+        peer.read_available()
+        assert peer.frames() == [] and queue.qsize() == 1  # nothing more is written
+
+
+async def test_a_client_over_its_cap_with_a_half_written_frame_is_dropped() -> None:
     dropped: list[str] = []
-    backlog = Backlog(Limits(client_bytes=100), lambda q, why: dropped.append(why))
-    socket, ws = direct_ws(FakeTransport(), backlog)
-    queue = socket.queue
-    ws._serving = True
-    ws.open_direct()
-    assert queue.direct is not None
-    queue.wrote_partly(1000)  # over its cap: dropped
-    assert dropped and queue.dropped is not None and queue.direct is None
-    ws.open_direct()
-    assert queue.direct is None
+    backlog = Backlog(Limits(client_bytes=100_000), lambda q, why: dropped.append(why))
+    async with sender_pair(backlog) as (sender, queue, peer):
+        backlog.on_too_slow = lambda q, why: (dropped.append(why), sender.stop())
+        sender.start()
+        queue.put_nowait(event(BIG))  # the unwritten rest is over 100 000 bytes
+        assert dropped and queue.dropped is not None
+        assert sender.stopped and sender.watch is None and queue.direct is None
+        peer.read_available()
+        await asyncio.sleep(0.01)
+        sender.pump()  # as a late writability callback would: it writes nothing more
+        assert queue.direct is None
 
 
-async def test_pings_always_go_through_the_writer() -> None:
-    # Engine.IO's writer must see every control packet, or its timers close the connection.
-    transport = FakeTransport()
-    socket, _ = direct_ws(transport)
-    socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
-    assert transport.written == [] and socket.queue.qsize() == 1
+async def test_a_connection_reset_stops_the_sender() -> None:
+    async with sender_pair() as (sender, queue, peer):
+        sender.start()
+        peer.sock.close()
+        queue.put_nowait(event("a"))  # the kernel may still take this one
+        queue.put_nowait(event(BIG))
+        assert sender.stopped and queue.direct is None
+        assert sender.transport.is_closing()  # aborted: the reader ends the connection
 
 
-async def test_a_full_transport_gets_no_direct_writes() -> None:
-    transport = FakeTransport(buffered=1)  # the kernel's buffer is full: the client is behind
-    socket, _ = direct_ws(transport)
-    socket.queue.put_nowait(event("x"))
-    assert transport.written == [] and socket.queue.qsize() == 1
-
-
-async def test_polling_packets_are_not_counted_as_taken() -> None:
-    socket, _ = direct_ws(FakeTransport())
-    socket.upgraded = False  # still polling: the HTTP long-poll takes packets
-    socket.queue.put_nowait(event("x"))
-    assert (await socket.queue.get()).data == "x"
-    assert socket.queue.taken == 0
+async def test_a_queue_without_a_serving_websocket_only_queues() -> None:
+    queue = DirectQueue()  # connecting, upgrading or polling: no sender yet
+    queue.put_nowait(event("x"))
+    queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+    assert queue.qsize() == 2 and queue.direct is None
+    assert (await queue.get()).data == "x"
 
 
 async def test_a_poll_takes_at_most_sixteen_packets() -> None:
@@ -333,19 +287,6 @@ async def test_a_library_packet_queued_for_many_clients_counts_once_in_the_total
     assert backlog.total == 0 and backlog.holders == {}
 
 
-async def test_a_websocket_transport_buffer_counts_in_the_backlog() -> None:
-    dropped: list[BoundedQueue] = []
-    backlog = Backlog(
-        Limits(client_bytes=100_000, total_bytes=10**9), lambda q, _: dropped.append(q)
-    )
-    transport = FakeTransport()
-    socket, ws = direct_ws(transport, backlog)
-    socket.queue.put_nowait(event("a"))
-    transport.buffered = 200_000  # the client stopped reading
-    ws.write_now(event("b").frame)
-    assert dropped == [socket.queue]
-
-
 def test_library_log_records_carry_no_packet_data() -> None:
     record = logging.LogRecord(
         "engineio",
@@ -376,4 +317,4 @@ async def test_queue_still_works_as_a_queue() -> None:
     queue = DirectQueue()  # no websocket attached: a plain asyncio.Queue
     queue.put_nowait(event("p"))
     got = await asyncio.wait_for(queue.get(), 1)
-    assert got.data == "p" and queue.taken == 0
+    assert got.data == "p" and queue.empty()
