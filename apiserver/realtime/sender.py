@@ -16,6 +16,10 @@ Per client and event this is a method call and a system call: no task, future, f
 control or epoll change per frame, which is where a burst to 1000 clients spent its time
 when every frame went through asyncio's transport and aiohttp's drain.
 
+Every write first asks the transport whether it is closing: a transport closes its socket a
+loop turn after it says so, and a descriptor number closed there may be reused at once by
+another connection or file, which must never get a byte meant for this client.
+
 asyncio lets no one but the transport watch the transport's own file descriptor
 (``add_writer`` refuses it), so the watch is on a duplicate, made while the client is behind
 and closed when it caught up or the connection ends (``stop``): the socket closes only

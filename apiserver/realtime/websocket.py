@@ -107,8 +107,7 @@ class DirectWebSocket:
         else:
             socket.connected = True
             socket.upgraded = True
-        if not await self._start_sender(transport, sock.fileno()):
-            return
+        await self._start_sender(transport, sock.fileno())
         cancelled = False
         while True:
             try:
@@ -134,22 +133,24 @@ class DirectWebSocket:
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _start_sender(self, transport: asyncio.Transport, fd: int) -> bool:
-        """Hand the writing to a ``FrameSender`` once aiohttp's writes left (False: gone)."""
+    async def _start_sender(self, transport: asyncio.Transport, fd: int) -> None:
+        """Hand the writing to a ``FrameSender`` once aiohttp's writes left."""
         assert self.queue is not None
         assert self._request is not None
         while transport.get_write_buffer_size() and not transport.is_closing():
             await self._request.writer.drain()  # resumed once empty (``__call__``)
-        if transport.is_closing():
-            return False
-        self.sender = FrameSender(self.queue, transport, fd, self._closed_by_queue)
-        self.sender.start()  # what was queued before (the OPEN and CONNECT packets)
-        return True
+        if not transport.is_closing():  # else the loop's first read ends the connection
+            self.sender = FrameSender(self.queue, transport, fd, self._closed_by_queue)
+            self.sender.start()  # what was queued before (the OPEN and CONNECT packets)
 
     async def _finish(self) -> None:
-        """What was queued goes out first, as Engine.IO's writer does; then the close."""
-        sender = self.sender
-        if sender is not None:
+        """What was queued goes out first, as Engine.IO's writer does; then the close.
+
+        Not when the connection is going away already: the sender's duplicate descriptor
+        would keep the socket open meanwhile.
+        """
+        sender, transport = self.sender, self._transport
+        if sender is not None and transport is not None and not transport.is_closing():
             try:
                 await asyncio.wait_for(sender.wait_idle(), CLOSE_GRACE_S)
             except TimeoutError:

@@ -313,8 +313,8 @@ async def test_an_idle_client_costs_no_task_but_its_request_and_a_ping_timer(
     server: tuple[SocketServer, str],
 ) -> None:
     # Engine.IO runs a writer task, a reader task (each under wait_for: one task more) and a
-    # ping task per client; the fast path reads in the request's task, writes from a task
-    # only while packets wait, and pings from a timer: memory per client, see README.
+    # ping task per client; the fast path reads in the request's task, writes in event-loop
+    # callbacks, and pings from a timer: memory per client, see README.
     sio, url = server
     sio.eio.ping_interval = 25  # the ping waits 25 s: only the cancel can end it soon
 

@@ -196,6 +196,18 @@ async def test_a_client_over_its_cap_with_a_half_written_frame_is_dropped() -> N
         assert queue.direct is None
 
 
+async def test_nothing_is_written_once_the_transport_closes() -> None:
+    # It closes its socket a loop turn later, and the descriptor's number may then be reused.
+    async with sender_pair() as (sender, queue, peer):
+        sender.start()
+        sender.transport.close()
+        queue.put_nowait(event("after"))
+        assert sender.stopped and queue.direct is None
+        await asyncio.sleep(0.01)
+        peer.read_available()
+        assert peer.frames() == []
+
+
 async def test_a_connection_reset_stops_the_sender() -> None:
     async with sender_pair() as (sender, queue, peer):
         sender.start()
