@@ -10,7 +10,10 @@ from then on its frames are written here, with ``os.write`` on the transport's s
 - while a rest or queued packets wait, a duplicate of the socket is watched for
   writability, and each time it is writable the rest and then the queued packets are
   written, up to the kernel's room or 16 packets, whichever ends first (other clients'
-  turns come between).
+  turns come between);
+- pings and pongs (``urgent``) go out right after the frame being written, ahead of the
+  events queued: a client catching up with a backlog answers Engine.IO's ping in time and
+  is not taken for dead; how far behind it may fall is the backlog caps' business.
 
 Per client and event this is a method call and a system call: no task, future, flow
 control or epoll change per frame, which is where a burst to 1000 clients spent its time
@@ -32,7 +35,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apiserver.realtime.transport import frame_of
 
@@ -44,7 +47,7 @@ class FrameSender:
     """Write one websocket's frames in order, from shared bytes, without copying them."""
 
     __slots__ = (
-        "queue", "transport", "fd", "rest", "watch", "stopped",
+        "queue", "transport", "fd", "rest", "urgent", "watch", "stopped",
         "_loop", "_on_close", "_idle",
     )  # fmt: skip
 
@@ -64,11 +67,13 @@ class FrameSender:
         self.transport = transport
         self.fd = fd
         self.rest: memoryview | None = None  # the unwritten part of the frame being written
+        self.urgent: list[bytes] = []  # pings and pongs, written before the queued packets
         self.watch: socket.socket | None = None  # polled for writability while behind
         self.stopped = False
         self._loop = asyncio.get_running_loop()
         self._on_close = on_close
         self._idle: asyncio.Future[None] | None = None  # ``wait_idle``'s
+        queue.sender = self
 
     def write(self, frame: bytes | memoryview) -> None:
         """Write ``frame`` now (the sender is idle: nothing queued, nothing half-written)."""
@@ -101,7 +106,9 @@ class FrameSender:
         frame: bytes | memoryview | None = self.rest
         fd = self.fd
         while True:
-            if frame is None:
+            if frame is None and self.urgent:
+                frame = self.urgent.pop(0)
+            elif frame is None:
                 try:
                     pkt = queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -127,19 +134,22 @@ class FrameSender:
                 return
             frame = None
         self.rest = None
-        if queue.empty():
+        if queue.empty() and not self.urgent:
             self._unwatch()
             self._went_idle()
         else:  # 16 packets written: the rest after other clients' turns
             self._watch()
         queue.set_buffered(0)
 
-    def send(self, pkt: Any) -> None:
-        """Write a packet now if the sender is idle, or queue it behind what waits."""
+    def send_urgent(self, frame: bytes) -> None:
+        """Write a ping or pong now if idle, else right after the frame being written."""
+        if self.stopped:
+            return
         if self.queue.direct is self:
-            self.write(frame_of(pkt))
+            self.write(frame)
         else:
-            self.queue.put_nowait(pkt)
+            self.urgent.append(frame)
+            self._watch()
 
     def _went_idle(self) -> None:
         idle = self._idle
@@ -150,7 +160,7 @@ class FrameSender:
 
     async def wait_idle(self) -> None:
         """Return once everything queued was written (or the sender stopped)."""
-        if self.stopped or (self.rest is None and self.queue.empty()):
+        if self.stopped or (self.rest is None and not self.urgent and self.queue.empty()):
             return
         if self._idle is None or self._idle.done():
             self._idle = self._loop.create_future()

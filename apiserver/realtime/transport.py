@@ -84,12 +84,9 @@ class FramedPacket(eio_packet.Packet):  # type: ignore[misc]
         self.holders = 0  # queues holding this packet: its bytes count once in the backlog
 
 
-class RawFrame(eio_packet.Packet):  # type: ignore[misc]
-    """A websocket frame of our own (a pong), queued behind what waits for the client."""
-
-    def __init__(self, frame: bytes) -> None:
-        super().__init__(eio_packet.NOOP)
-        self.frame = frame
+def is_ping(pkt: Any) -> bool:
+    """Return True for the server's Engine.IO PING packet."""
+    return pkt.__class__ is eio_packet.Packet and pkt.packet_type == eio_packet.PING
 
 
 def frame_of(pkt: Any) -> bytes:
@@ -267,11 +264,15 @@ class DirectQueue(BoundedQueue):
         # sender when it wrote everything and the client is not dropped; cleared by anything
         # queued, a write the kernel did not take whole, a drop and the end of the connection.
         self.direct: FrameSender | None = None
+        self.sender: FrameSender | None = None  # the websocket's, once it serves
 
     def put_nowait(self, item: Any) -> None:
         sender = self.direct
         if sender is not None and item is not None:
             sender.write(frame_of(item))
+            return
+        if self.sender is not None and is_ping(item):
+            self.sender.send_urgent(frame_of(item))  # the server's ping: ahead of the events
             return
         self.direct = None  # queued: whatever comes next goes behind it
         super().put_nowait(item)

@@ -29,7 +29,6 @@ from apiserver.realtime.transport import (
     OP_CLOSE,
     OP_PONG,
     DirectQueue,
-    RawFrame,
     ws_frame,
 )
 
@@ -257,8 +256,7 @@ class DirectWebSocket:
         frame = ws_frame(data, OP_PONG)
         sender = self.sender
         if sender is not None:
-            if not sender.stopped:
-                sender.send(RawFrame(frame))
+            sender.send_urgent(frame)  # after the frame being written, ahead of queued events
         elif self._transport is not None and not self._transport.is_closing():
             self._transport.write(frame)  # before the sender starts, aiohttp's turn
 

@@ -230,7 +230,8 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
 ) -> None:
     # Two clients that stop reading while 1 MB events pile up: what the kernel does not take
     # waits as a view of the one shared frame, their transports hold nothing (no copies), and
-    # a websocket ping in the middle of a frame is answered after it, not inside it.
+    # a websocket ping in the middle of a frame is answered after it (not inside it), ahead
+    # of the events still queued.
     sio = SocketServer(fast=True, limits=Limits(), async_mode="aiohttp", ping_interval=25)
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
@@ -273,6 +274,9 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
             elif payload == b"2":
                 await loop.sock_sendall(sock, masked_frame(b"3", 0x1))
         assert got[: len(events)] == [pkt.encode() for pkt in events]  # whole, in order
+        # Answered right after the frame being written, ahead of the events still queued
+        # (those in the kernel's buffers already come first).
+        assert pong_after < len(events) - 1
     finally:
         for client in clients:
             client.close()

@@ -156,12 +156,13 @@ async def test_an_idle_sender_writes_at_once_and_queues_behind_a_half_written_fr
         assert sender.rest is not None and sender.rest.obj is big.frame  # a view, no copy
         assert sender.transport.get_write_buffer_size() == 0
         assert queue.pending == len(sender.rest)  # it counts for the client's cap
-        queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # behind the rest, in order
         queue.put_nowait(event("c"))
-        assert queue.qsize() == 2
+        queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))  # a close stays in order
+        queue.put_nowait(eio_packet.Packet(eio_packet.PING))  # a ping goes ahead of them
+        assert queue.qsize() == 2 and sender.urgent
 
         texts = await peer.texts_until(lambda: queue.direct is sender and not peer.buffer)
-        assert texts == ["4a", "4" + BIG, "2", "4c"]
+        assert texts == ["4a", "4" + BIG, "2", "4c", "1"]
         assert sender.watch is None and sender.rest is None and queue.pending == 0
         # no longer watched (a closed descriptor left in epoll would keep firing)
         assert not asyncio.get_running_loop().remove_writer(watched)
