@@ -17,7 +17,8 @@ negotiated, so the frame is the same for everyone). While the sender is idle, no
 and nothing half-written, the queue names it (``DirectQueue.direct``) and the hub writes an
 event through it without calling into the queue: per client and event, the fewer objects
 touched, the less of an event's time goes to the interpreter. Otherwise packets queue, in
-order and shared, and the sender writes them as the client reads.
+order and shared, and the sender writes them as the client reads; the server's pings skip
+the queue (``FrameSender.send_urgent``), so a client catching up still answers them in time.
 
 The fast path uses private parts of python-engineio (checked at start by
 ``apiserver.realtime.compat``, which falls back to the supported path when one is missing).
