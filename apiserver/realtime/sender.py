@@ -113,6 +113,7 @@ class FrameSender:
                     pkt = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     break
+                queue.task_done()  # Engine.IO's close(wait=True) joins the queue
                 if pkt is None:  # the stop sentinel
                     self.rest = None
                     self.stop()
@@ -155,8 +156,9 @@ class FrameSender:
         idle = self._idle
         if idle is not None and not idle.done():
             idle.set_result(None)
-        if not self.stopped and self.queue.dropped is None:
-            self.queue.direct = self
+        queue = self.queue
+        if not self.stopped and queue.dropped is None and not queue.forgotten:
+            queue.direct = self
 
     async def wait_idle(self) -> None:
         """Return once everything queued was written (or the sender stopped)."""

@@ -156,6 +156,7 @@ class BoundedQueue(asyncio.Queue[Any]):
         self.pending = 0  # bytes waiting for this client (queued + its transport's buffer)
         self.buffered = 0  # the transport's unsent bytes, last time we looked
         self.dropped: str | None = None  # why the client was disconnected, once it was
+        self.forgotten = False  # its socket is gone: no longer counted, never direct again
         self._batch = 0
         if backlog is not None:
             backlog.queues.add(self)
@@ -246,6 +247,7 @@ class BoundedQueue(asyncio.Queue[Any]):
 
     def forget(self) -> None:
         """Stop counting this queue (its socket is gone)."""
+        self.forgotten = True
         while not self.empty():
             item = super().get_nowait()
             if item is not None:
@@ -272,13 +274,14 @@ class DirectQueue(BoundedQueue):
         if sender is not None and item is not None:
             sender.write(frame_of(item))
             return
-        if self.sender is not None and is_ping(item):
-            self.sender.send_urgent(frame_of(item))  # the server's ping: ahead of the events
+        sender = self.sender
+        if sender is not None and is_ping(item):
+            sender.send_urgent(frame_of(item))  # the server's ping: ahead of the events
             return
         self.direct = None  # queued: whatever comes next goes behind it
         super().put_nowait(item)
-        if sender is not None:  # it was idle: nothing else would write this
-            sender.pump()
+        if sender is not None and sender.watch is None and not sender.stopped:
+            sender.pump()  # nothing else would write it (e.g. Engine.IO's CLOSE after forget)
 
     def forget(self) -> None:
         self.direct = None

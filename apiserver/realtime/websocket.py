@@ -59,9 +59,15 @@ class DirectWebSocket:
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request: web.Request = environ["aiohttp.request"]
         # No permessage-deflate: identical frames for every client, no per-client compressor.
-        # No automatic pong: the sender writes it, between two frames (see ``_pong``).
+        # No automatic pong: the sender writes it, between two frames (see ``_pong``). No
+        # automatic close reply either: it would be written past the sender, maybe inside a
+        # frame; ``close`` answers once the sender stopped (aiohttp still writes its own close
+        # on a protocol error, from a client breaking the protocol anyway).
         ws = web.WebSocketResponse(
-            max_msg_size=self.server.max_http_buffer_size, compress=False, autoping=False
+            max_msg_size=self.server.max_http_buffer_size,
+            compress=False,
+            autoping=False,
+            autoclose=False,
         )
         await ws.prepare(request)
         self._ws = ws
@@ -95,10 +101,13 @@ class DirectWebSocket:
         "transport close".
         """
         socket, server, transport = self.socket, self.server, self._transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if self.queue is None or not hasattr(socket, "connected") or transport is None or not sock:
+        sock = None
+        if transport is not None and transport.get_extra_info("sslcontext") is None:
+            sock = transport.get_extra_info("socket")  # plain TCP: frames go to it unchanged
+        if self.queue is None or not hasattr(socket, "connected") or sock is None:
             await self.handler(self)
             return
+        assert transport is not None
         limit = server.ping_interval + server.ping_timeout
         if socket.connected:  # polling so far: this is an upgrade
             if not await self._upgrade(limit):
@@ -136,8 +145,11 @@ class DirectWebSocket:
         """Hand the writing to a ``FrameSender`` once aiohttp's writes left."""
         assert self.queue is not None
         assert self._request is not None
-        while transport.get_write_buffer_size() and not transport.is_closing():
-            await self._request.writer.drain()  # resumed once empty (``__call__``)
+        try:
+            while transport.get_write_buffer_size() and not transport.is_closing():
+                await self._request.writer.drain()  # resumed once empty (``__call__``)
+        except ConnectionError:
+            return  # reset meanwhile: the loop's first read ends the connection
         if not transport.is_closing():  # else the loop's first read ends the connection
             self.sender = FrameSender(self.queue, transport, fd, self._closed_by_queue)
             self.sender.start()  # what was queued before (the OPEN and CONNECT packets)
@@ -271,6 +283,8 @@ class DirectWebSocket:
             if msg.type == WSMsgType.PONG:
                 continue
             break
+        if msg.type == WSMsgType.CLOSE and self.sender is not None:
+            self.sender.stop()  # the client closes: no more events, the close reply next
         if msg.type == WSMsgType.ERROR:  # e.g. a message over max_msg_size: aiohttp closes
             warnings = getattr(self.server, "input_warnings", None)
             if warnings is not None:

@@ -157,6 +157,28 @@ async def test_an_idle_websocket_names_its_sender_for_direct_writes(
     assert sender.watch is None
 
 
+async def test_a_client_close_is_answered_at_once_and_a_server_disconnect_sent(
+    server: tuple[SocketServer, str],
+) -> None:
+    # The close reply is ours (aiohttp's automatic one would bypass the sender), and
+    # Engine.IO's disconnect writes its CLOSE packet and waits for the queue to be written.
+    sio, url = server
+    async with eio_websocket(url) as ws:
+        eio_sid = await join_namespace(ws)
+        async with asyncio.timeout(2):  # not aiohttp's 10 s wait for a reply
+            await ws.close()
+        assert ws.close_code == 1000
+    await wait_until(lambda: eio_sid not in sio.eio.sockets)
+
+    async with eio_websocket(url) as ws:
+        eio_sid = await join_namespace(ws)
+        async with asyncio.timeout(2):  # close(wait=True) joins the queue: task_done counts
+            await sio.eio.disconnect(eio_sid)
+        assert await next_text(ws) == "1"  # Engine.IO's CLOSE
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+
+
 async def test_an_unanswered_ping_still_closes_the_connection(
     server: tuple[SocketServer, str],
 ) -> None:

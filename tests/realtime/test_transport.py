@@ -182,6 +182,18 @@ async def test_a_packet_queued_while_idle_is_written_by_the_sender() -> None:
         assert peer.frames() == [] and queue.qsize() == 1  # nothing more is written
 
 
+async def test_a_forgotten_queue_still_gets_its_close_written_and_never_goes_direct() -> None:
+    # Engine.IO disconnects (the queue is forgotten), then queues CLOSE and joins the queue.
+    async with sender_pair() as (sender, queue, peer):
+        sender.start()
+        queue.forget()
+        queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
+        await asyncio.wait_for(queue.join(), 1)
+        peer.read_available()  # a socket pair: written is readable at once
+        assert peer.frames() == [(0x81, b"1")]
+        assert queue.direct is None  # written, but no longer idle for the hub
+
+
 async def test_a_client_over_its_cap_with_a_half_written_frame_is_dropped() -> None:
     dropped: list[str] = []
     backlog = Backlog(Limits(client_bytes=100_000), lambda q, why: dropped.append(why))
