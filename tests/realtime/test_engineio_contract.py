@@ -267,7 +267,8 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
         for pkt in events:
             for socket_ in sockets:
                 socket_.queue.put_nowait(pkt)
-        await asyncio.sleep(0.2)  # the senders write what the kernel takes meanwhile
+        # Written at once, as far as the kernel takes them: each sender is mid-frame now.
+        await wait_until(lambda: all(s.queue.sender.rest is not None for s in sockets))
         frames = {id(pkt.frame) for pkt in events}
         for socket_ in sockets:
             queue = socket_.queue
