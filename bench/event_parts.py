@@ -19,6 +19,25 @@ import psutil
 from figures import pct
 
 
+def tcp_counters() -> dict[str, int]:
+    """Return the machine's TCP counters (``/proc/net/snmp`` and ``netstat``) by name.
+
+    Machine-wide: read around a burst while only one server is sending, they tell what the
+    kernel did meanwhile (segments sent again after the receiver dropped them, milliseconds
+    under TCP memory pressure).
+    """
+    counters: dict[str, int] = {}
+    for name in ("snmp", "netstat"):
+        with contextlib.suppress(OSError):
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()
+            for head, values in zip(lines[::2], lines[1::2], strict=False):
+                prefix = head.split(":")[0]
+                for key, value in zip(head.split()[1:], values.split()[1:], strict=False):
+                    with contextlib.suppress(ValueError):
+                        counters[f"{prefix}.{key}"] = int(value)
+    return counters
+
+
 def peak_rss_reset(pid: int) -> None:
     """Reset the kernel's peak-RSS mark of ``pid`` (Linux clear_refs 5), when allowed."""
     with contextlib.suppress(OSError):
@@ -67,6 +86,8 @@ class Row:
     missing: int = 0
     burst_delivered: float = 1.0  # share of the burst's receipts that arrived
     drops: Counter[str] = field(default_factory=Counter)  # clients that lost their connection
+    clients_cpu_s: float = 0.0  # CPU seconds the client workers used in the burst
+    tcp: dict[str, int] = field(default_factory=dict)  # the kernel's TCP counters, burst's share
 
 
 @dataclass
@@ -93,12 +114,22 @@ def format_row(row: Row) -> str:
     if row.drops:
         why = ", ".join(f"{reason} x{n}" for reason, n in row.drops.most_common())
         missing += f" | clients dropped: {why}"
+    resent, pressure = (
+        row.tcp.get("Tcp.RetransSegs"),
+        row.tcp.get("TcpExt.TCPMemoryPressuresChrono"),
+    )
+    kernel = ""
+    if resent is not None and pressure is not None:
+        kernel = (
+            f" | tcp resent {resent / 1000:.1f}k segments, memory pressure {pressure / 1000:.1f} s"
+        )
     return (
         f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
         f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "
         f"fixed p50 {statistics.median(row.fixed_last):7.1f} p99 "
         f"{pct(row.fixed_last, 0.99):7.1f} | burst {row.burst_eps:6.1f} events/s | cpu "
-        f"{row.cpu_ms:7.2f} ms/event | peak rss {row.peak_mib:7.1f} MiB{missing}"
+        f"{row.cpu_ms:7.2f} ms/event | peak rss {row.peak_mib:7.1f} MiB | burst's clients cpu "
+        f"{row.clients_cpu_s:5.1f} s{kernel}{missing}"
     )
 
 

@@ -24,6 +24,12 @@ burst, peak RSS during the burst, and RSS after all clients left minus RSS befor
 once every client is gone and the RSS held still for 2 s ("settled"), and again ``--later``
 seconds after they left (default 35: after the daemon's last follow-up heap trim, at 30 s).
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
+With each burst it prints the CPU seconds its client workers used, and what the kernel's TCP
+did meanwhile (machine-wide counters, only this server sending): segments sent again because
+a receiver dropped them, and seconds under TCP memory pressure. At 1000 clients the receivers'
+queues outgrow the kernel's TCP memory limit (``tcp_mem``); it then drops arriving segments,
+and a client waiting for a resend (200 ms, doubling on every loss) can end a burst seconds
+after the others: a burst whose server's sockets met more of that is slower for it.
 It also counts what each daemon logged (warnings and errors, by event: a client dropped as
 too slow shows there) and, for a server whose clients missed part of a burst, the share of
 the burst that was delivered. Such a server finishes its burst sooner, with fewer clients to
@@ -54,8 +60,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import event_parts as parts
 import psutil
-from event_parts import Row, Server, Worker, format_row, peak_rss, peak_rss_reset, print_summary
+from event_parts import Row, Server, Worker, format_row
 from figures import cpu_of, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,14 +319,19 @@ class Bench:
         server.seq = await self.last_seq(server)
         first = server.seq + 1
         pid = server.ps.pid
-        peak_rss_reset(pid)
+        parts.peak_rss_reset(pid)
+        clients = [psutil.Process(w.proc.pid) for w in server.workers]
         cpu0 = cpu_of(server.ps)
+        clients_cpu0 = sum(map(cpu_of, clients))
+        tcp0 = parts.tcp_counters()
         t_start = time.monotonic_ns()
         for _ in range(self.args.burst):
             await self.create(server)
         final = server.seq
         got = await self.wait_all(server, final, timeout=120)
         cpu = cpu_of(server.ps) - cpu0
+        row.clients_cpu_s = sum(map(cpu_of, clients)) - clients_cpu0
+        row.tcp = {k: v - tcp0.get(k, 0) for k, v in parts.tcp_counters().items()}
         receipts = await self.collect(server)
         lost = sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
         row.missing += lost
@@ -327,7 +339,7 @@ class Bench:
         t_end = max(receipts.get(final, [time.monotonic_ns()]))
         row.burst_eps = self.args.burst / ((t_end - t_start) / 1e9)
         row.cpu_ms = cpu * 1000 / self.args.burst
-        row.peak_mib = peak_rss(pid) / 2**20
+        row.peak_mib = parts.peak_rss(pid) / 2**20
         if got < row.clients:
             print(f"  ! {row.server}: last burst event reached {got}/{row.clients}", flush=True)
 
@@ -358,7 +370,7 @@ class Bench:
             f"worker processes; {self.args.latency_writes} spaced writes per event kind; burst "
             f"of {self.args.burst} creates"
         )
-        print_summary(machine, self.rows, self.leave, self.logged, self.args.later)
+        parts.print_summary(machine, self.rows, self.leave, self.logged, self.args.later)
 
 
 def main() -> None:
