@@ -50,17 +50,17 @@ class InputWarnings:
     """Log at most one warning per client and kind of bad input (plus a global rate limit)."""
 
     def __init__(self, per_second: float = 20.0) -> None:
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: dict[str, set[str]] = {}  # client -> kinds warned about
         self._per_second = per_second
         self._window = 0.0
         self._count = 0
         self.suppressed = 0
 
     def warn(self, client: str, kind: str, **fields: Any) -> None:
-        key = (client, kind)
-        if key in self._seen:
+        kinds = self._seen.setdefault(client, set())
+        if kind in kinds:
             return
-        self._seen.add(key)
+        kinds.add(kind)
         now = time.monotonic()
         if now - self._window >= 1.0:
             self._window, self._count = now, 0
@@ -71,7 +71,7 @@ class InputWarnings:
         log.warning("socketio_input_refused", sid=client, kind=kind, **fields)
 
     def forget(self, client: str) -> None:
-        self._seen = {key for key in self._seen if key[0] != client}
+        self._seen.pop(client, None)
 
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
