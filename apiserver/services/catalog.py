@@ -141,17 +141,19 @@ class ProviderService:
     async def set_enabled(self, provider_id: str, enabled: bool) -> Row:
         """Enable or disable a provider; return it as the provider list has it now."""
 
-        def toggle(conn: Connection) -> int:
-            if self._listing is None:  # the first write since start: the list before it
-                self._listing = provider_rows.list_providers(conn)
-            return provider_rows.set_provider_enabled(conn, provider_id, enabled)
+        def toggle(conn: Connection) -> tuple[int, list[Row] | None]:
+            # The first write since start reads the list before it. Kept only by ``then``,
+            # after the COMMIT: the read shows the earlier writes of its group, which a failed
+            # COMMIT undoes (each write then runs again alone, reading again).
+            before = provider_rows.list_providers(conn) if self._listing is None else None
+            return provider_rows.set_provider_enabled(conn, provider_id, enabled), before
 
-        def then(conn: Connection, updated_at: int) -> list[Row]:
+        def then(conn: Connection, done: tuple[int, list[Row] | None]) -> list[Row]:
             # In commit order: the list as the writes committed before this one left it.
+            updated_at, before = done
             changed = {"enabled": enabled, "updated_at": updated_at}
-            listing = [
-                {**p, **changed} if p["id"] == provider_id else p for p in self._listing or ()
-            ]
+            base = self._listing if self._listing is not None else before
+            listing = [{**p, **changed} if p["id"] == provider_id else p for p in base or ()]
             if not any(p["id"] == provider_id for p in listing):  # not expected; read it
                 listing = provider_rows.list_providers(conn)
             self._listing = listing

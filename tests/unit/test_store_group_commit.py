@@ -22,6 +22,7 @@ from apiserver.services.catalog import ModelService, ProviderService
 from qwenstack_core.errors import Conflict, NotFound
 from qwenstack_core.store import Connection, Store
 from qwenstack_core.store import models as model_rows
+from qwenstack_core.store import providers as provider_rows
 
 
 @pytest.fixture
@@ -229,3 +230,37 @@ async def test_provider_writes_committed_together_publish_the_list_in_commit_ord
         other.close()
     last = published[-1].payload["items"]
     assert stored == [(p["id"], p["enabled"], p["updated_at"]) for p in last]
+
+
+async def test_an_enable_keeps_no_provider_of_a_group_whose_commit_failed(store: Store) -> None:
+    # The first enable/disable since start reads the provider list inside the group's
+    # transaction; a provider inserted earlier in the group shows there. The group's COMMIT
+    # fails (a deferred foreign key), each write runs again alone, and the insert fails again:
+    # the list the service keeps, and publishes, must not have that provider.
+    events = EventPublisher()
+    providers = ProviderService(store, events)
+
+    def phantom_provider(conn: Connection) -> None:
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        provider_rows.create_provider(
+            conn, id="phantom", name="Phantom", type="lm-studio", enabled=True, priority=0,
+            description=None, config={},
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO provider_models (provider_id, model_id, created_at, updated_at)"
+            " VALUES ('phantom', 'no-model', 0, 0)"
+        )
+
+    async with HeldThread(store):
+        culprit = store.write(phantom_provider)
+        toggled = asyncio.ensure_future(providers.set_enabled("lm-studio-default", False))
+        await asyncio.sleep(0)  # one loop turn: the toggle has queued behind the culprit
+    outcomes = await asyncio.gather(culprit, toggled, return_exceptions=True)
+    assert isinstance(outcomes[0], sqlite3.IntegrityError)
+    assert outcomes[1]["enabled"] is False
+
+    await providers.set_enabled("lm-studio-default", True)  # from the list it keeps
+    published = events.since(0)
+    assert published is not None and len(published) == 2
+    for event in published:
+        assert "phantom" not in {p["id"] for p in event.payload["items"]}
