@@ -17,7 +17,9 @@ packets are written by the sender, in callbacks of the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -37,6 +39,24 @@ from apiserver.realtime.transport import (
 CLOSE_TRY_AGAIN_LATER = 1013
 # Seconds a refused client gets to read its close frame before the connection is dropped.
 CLOSE_GRACE_S = 5.0
+
+
+class SenderFirstResponse(web.WebSocketResponse):
+    """aiohttp's websocket response, whose close waits for the sender and stops it first.
+
+    aiohttp also closes by itself, inside ``receive``, on a protocol error (e.g. a message
+    over ``max_msg_size``), writing its close frame through the transport. While the sender
+    is behind, that frame must wait until what the sender holds was written, and no event
+    may follow it: ``before_close`` sees to both.
+    """
+
+    def __init__(self, before_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._before_close = before_close
+
+    async def close(self, **options: Any) -> bool:  # code, message, drain: aiohttp's own
+        await self._before_close()
+        return await super().close(**options)
 
 
 class DirectWebSocket:
@@ -61,9 +81,10 @@ class DirectWebSocket:
         # No permessage-deflate: identical frames for every client, no per-client compressor.
         # No automatic pong: the sender writes it, between two frames (see ``_pong``). No
         # automatic close reply either: it would be written past the sender, maybe inside a
-        # frame; ``close`` answers once the sender stopped (aiohttp still writes its own close
-        # on a protocol error, from a client breaking the protocol anyway).
-        ws = web.WebSocketResponse(
+        # frame; ``close`` answers once the sender stopped (aiohttp's own close on a protocol
+        # error waits for the sender too: see ``SenderFirstResponse``).
+        ws = SenderFirstResponse(
+            self._sender_done,
             max_msg_size=self.server.max_http_buffer_size,
             compress=False,
             autoping=False,
@@ -205,6 +226,15 @@ class DirectWebSocket:
         sender.stop()
         rest, sender.rest = sender.rest, None
         return rest
+
+    async def _sender_done(self) -> None:
+        """Before aiohttp writes a close: let the sender write what it holds, then stop it."""
+        sender, transport = self.sender, self._transport
+        if sender is not None and transport is not None and not transport.is_closing():
+            with contextlib.suppress(TimeoutError):  # still mid-frame then: dropped below
+                await asyncio.wait_for(sender.wait_idle(), CLOSE_GRACE_S)
+        if self._stop_sender() is not None:
+            self.abort()  # a close frame now would land inside an event frame
 
     async def close(self) -> None:
         rest = self._stop_sender()
