@@ -17,7 +17,6 @@ packets are written by the sender, in callbacks of the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -176,7 +175,13 @@ class DirectWebSocket:
             self.sender.start()  # what was queued before (the OPEN and CONNECT packets)
 
     async def _finish(self) -> None:
-        """What was queued goes out first, as Engine.IO's writer does; then the close.
+        """What was queued goes out first, as Engine.IO's writer does; then the close."""
+        if not await self._sender_written():
+            self.abort()
+        await self.close()
+
+    async def _sender_written(self) -> bool:
+        """Wait (``CLOSE_GRACE_S`` at most) until the sender wrote all it holds; False if not.
 
         Not when the connection is going away already: the sender's duplicate descriptor
         would keep the socket open meanwhile.
@@ -186,8 +191,8 @@ class DirectWebSocket:
             try:
                 await asyncio.wait_for(sender.wait_idle(), CLOSE_GRACE_S)
             except TimeoutError:
-                self.abort()
-        await self.close()
+                return False
+        return True
 
     async def _upgrade(self, limit: float) -> bool:
         """Engine.IO's upgrade from polling: the probe PING/PONG, then UPGRADE (True: done)."""
@@ -229,10 +234,7 @@ class DirectWebSocket:
 
     async def _sender_done(self) -> None:
         """Before aiohttp writes a close: let the sender write what it holds, then stop it."""
-        sender, transport = self.sender, self._transport
-        if sender is not None and transport is not None and not transport.is_closing():
-            with contextlib.suppress(TimeoutError):  # still mid-frame then: dropped below
-                await asyncio.wait_for(sender.wait_idle(), CLOSE_GRACE_S)
+        await self._sender_written()  # if not in time and still mid-frame: dropped below
         if self._stop_sender() is not None:
             self.abort()  # a close frame now would land inside an event frame
 

@@ -7,17 +7,48 @@ import base64
 import json
 import os
 import socket
+import struct
 
 import aiohttp
 
 from tests.support.daemon import Daemon
 
 
-def _masked_text_frame(payload: bytes) -> bytes:
+def masked_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """Return one masked client frame of any size (RFC 6455 §5.2, §5.3); text by default."""
     mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    assert len(payload) < 126
-    return bytes((0x81, 0x80 | len(payload))) + mask + masked
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def read_frame(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
+    """Read one unmasked server frame: (opcode, payload)."""
+    loop = asyncio.get_running_loop()
+
+    async def need(n: int) -> None:
+        while len(buffer) < n:
+            chunk = await loop.sock_recv(sock, 1 << 20)
+            assert chunk, "connection closed"
+            buffer.extend(chunk)
+
+    await need(2)
+    size, offset = buffer[1] & 0x7F, 2
+    if size == 126:
+        await need(4)
+        size, offset = struct.unpack("!H", buffer[2:4])[0], 4
+    elif size == 127:
+        await need(10)
+        size, offset = struct.unpack("!Q", buffer[2:10])[0], 10
+    await need(offset + size)
+    opcode, payload = buffer[0] & 0x0F, bytes(buffer[offset : offset + size])
+    del buffer[: offset + size]
+    return opcode, payload
 
 
 class StalledWebSocket:
@@ -58,7 +89,7 @@ class StalledWebSocket:
         opened = frame[2 : 2 + frame[1]].decode()
         assert opened.startswith("0{"), opened
         self.sid = json.loads(opened[1:])["sid"]
-        await loop.sock_sendall(sock, _masked_text_frame(b"40"))  # Socket.IO connect to "/"
+        await loop.sock_sendall(sock, masked_frame(b"40"))  # Socket.IO connect to "/"
         return self
 
     def close(self) -> None:

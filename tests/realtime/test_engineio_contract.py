@@ -12,8 +12,6 @@ import contextlib
 import gc
 import itertools
 import json
-import os
-import socket
 import struct
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -27,10 +25,10 @@ from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
 from apiserver.realtime.compat import fast_path_problems
-from apiserver.realtime.server import SocketServer
+from apiserver.realtime.server import MAX_CLIENT_MESSAGE, SocketServer
 from apiserver.realtime.transport import DirectQueue, FramedPacket, Limits
 from apiserver.realtime.websocket import DirectWebSocket
-from tests.realtime.stalled import StalledWebSocket
+from tests.realtime.stalled import StalledWebSocket, masked_frame, read_frame
 
 PING_INTERVAL = 0.2
 PING_TIMEOUT = 0.4
@@ -212,41 +210,6 @@ async def test_an_upgrade_from_polling_ends_on_the_direct_websocket(
         await client.disconnect()
 
 
-def masked_frame(payload: bytes, opcode: int) -> bytes:
-    """Return one small masked client frame (RFC 6455 §5.3)."""
-    mask = os.urandom(4)
-    assert len(payload) < 126
-    return (
-        bytes((0x80 | opcode, 0x80 | len(payload)))
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-
-
-async def read_frame(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
-    """Read one unmasked server frame: (opcode, payload)."""
-    loop = asyncio.get_running_loop()
-
-    async def need(n: int) -> None:
-        while len(buffer) < n:
-            chunk = await loop.sock_recv(sock, 1 << 20)
-            assert chunk, "connection closed"
-            buffer.extend(chunk)
-
-    await need(2)
-    size, offset = buffer[1] & 0x7F, 2
-    if size == 126:
-        await need(4)
-        size, offset = struct.unpack("!H", buffer[2:4])[0], 4
-    elif size == 127:
-        await need(10)
-        size, offset = struct.unpack("!Q", buffer[2:10])[0], 10
-    await need(offset + size)
-    opcode, payload = buffer[0] & 0x0F, bytes(buffer[offset : offset + size])
-    del buffer[: offset + size]
-    return opcode, payload
-
-
 async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
     aiohttp_server: Any,
 ) -> None:
@@ -303,6 +266,53 @@ async def test_a_client_behind_holds_references_to_shared_frames_not_copies(
     finally:
         for client in clients:
             client.close()
+        await sio.shutdown()
+
+
+async def test_an_oversize_message_mid_frame_is_closed_after_the_events_never_inside_one(
+    aiohttp_server: Any,
+) -> None:
+    # aiohttp answers a protocol error (a message over max_msg_size) with a close frame of its
+    # own, through the transport, while the sender may be mid-frame with more queued: the
+    # client reads those events whole and in order, then the close (1009), never a close
+    # frame inside an event frame or events after it.
+    sio = SocketServer(
+        fast=True, limits=Limits(), async_mode="aiohttp", ping_interval=25,
+        max_http_buffer_size=MAX_CLIENT_MESSAGE,
+    )  # fmt: skip
+    app = web.Application()
+    sio.attach(app, socketio_path="socket.io")
+    srv = await aiohttp_server(app)
+    client = await StalledWebSocket().open(srv.port)
+    loop = asyncio.get_running_loop()
+    try:
+        socket_ = sio.eio.sockets[client.sid]
+        await wait_until(lambda: socket_.upgraded and socket_.queue.sender is not None)
+        events = [FramedPacket(f'2["big",{i},"{"x" * 1_000_000}"]') for i in range(12)]
+        for pkt in events:
+            socket_.queue.put_nowait(pkt)
+        await wait_until(lambda: socket_.queue.sender.rest is not None)  # mid-frame
+        oversize = masked_frame(b"4" + b"x" * (MAX_CLIENT_MESSAGE + 1000))
+        await loop.sock_sendall(client.sock, oversize)
+
+        frames: list[tuple[int, bytes]] = []
+        buffer = bytearray()
+        ended = False
+        async with asyncio.timeout(30):
+            while not ended:
+                try:
+                    frames.append(await read_frame(client.sock, buffer))
+                except (AssertionError, ConnectionError):  # closed, or reset
+                    ended = True
+        texts = [payload for opcode, payload in frames if opcode == 0x1]
+        events_read = [t for t in texts if t.startswith(b"42")]
+        assert events_read == [pkt.encode().encode() for pkt in events], "torn or missing"
+        closes = [i for i, (opcode, _) in enumerate(frames) if opcode == 0x8]
+        assert closes == [len(frames) - 1], "no close frame, or one before other frames"
+        assert struct.unpack("!H", frames[-1][1][:2])[0] == 1009  # message too big
+        await wait_until(lambda: socket_.closed)
+    finally:
+        client.close()
         await sio.shutdown()
 
 
