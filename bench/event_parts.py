@@ -1,7 +1,7 @@
 """The parts of bench/events.py that hold no measuring logic.
 
 The driver of a Node client worker, the records of a server under test and of one row of
-figures, the kernel's peak-RSS mark, and the printed report.
+figures, the kernel's peak-RSS mark and TCP counters, the daemons' logs, and the printed report.
 """
 
 from __future__ import annotations
@@ -17,6 +17,23 @@ from typing import Any
 
 import psutil
 from figures import pct
+
+
+def read_logs(folder: Path, names: list[str]) -> dict[str, Counter[str]]:
+    """Count what each daemon ``folder/<name>.log`` holds (LOG_LEVEL=warning), by event."""
+    logged: dict[str, Counter[str]] = {}
+    for name in names:
+        path = folder / f"{name}.log"
+        if not path.exists():
+            continue
+        counts: Counter[str] = Counter()
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                counts[str(json.loads(line).get("event", "?"))] += 1
+            except ValueError:
+                counts["(not JSON)"] += 1
+        logged[name] = counts
+    return logged
 
 
 def tcp_counters() -> dict[str, int]:

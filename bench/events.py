@@ -18,7 +18,9 @@ the other servers' clients sit idle.
   read *before* the write is sent; "last client" is the latest receipt of an event.
 
 For each client count it prints, per server and as a ratio to Node's: last-client p50/p99 of
-both events (spaced writes, each delivered before the next), events/s in a burst of
+both events (spaced writes, each delivered before the next: 50 creates, whose events grow
+as the burst's will, and 150 enables/disables, as the fixed event's p50 over 50 moved by up to
+10% between runs), events/s in a burst of
 back-to-back creates (until the last client has the last event), server CPU per event in the
 burst, peak RSS during the burst, and RSS after all clients left minus RSS before they came:
 once every client is gone and the RSS held still for 2 s ("settled"), and again ``--later``
@@ -39,7 +41,7 @@ Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node 
 client workers) before it exits.
 
 Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 50]
-       [--burst 200] [--workers 4] [--servers fast,supported,node] [--later 35]
+       [--fixed-writes 150] [--burst 200] [--workers 4] [--servers fast,supported,node] [--later 35]
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class Bench:
         finally:
             await self.stop(servers)
             self.end_all()
-            self.read_logs(servers)
+            self.logged = parts.read_logs(self.tmp, [s.name for s in servers if s.name != "node"])
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     async def start_server(self, name: str) -> Server:
@@ -210,20 +212,6 @@ class Bench:
                 await asyncio.sleep(max(0.0, server.left_at + self.args.later - time.monotonic()))
                 later = (server.ps.memory_info().rss - server.rss_before) / 2**20
                 self.leave[server.name] = (self.leave[server.name][0], later)
-
-    def read_logs(self, servers: list[Server]) -> None:
-        """Count what each daemon logged (warnings and errors: LOG_LEVEL=warning), by event."""
-        for server in servers:
-            path = self.tmp / f"{server.name}.log"
-            if server.name == "node" or not path.exists():
-                continue
-            counts: Counter[str] = Counter()
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    counts[str(json.loads(line).get("event", "?"))] += 1
-                except ValueError:
-                    counts["(not JSON)"] += 1
-            self.logged[server.name] = counts
 
     async def stop(self, servers: list[Server]) -> None:
         for server in servers:
@@ -301,9 +289,10 @@ class Bench:
         for server in servers:
             await self.collect(server)
             server.seq = await self.last_seq(server)
-        for i in range(self.args.latency_writes):
+        counts = {"models": self.args.latency_writes, "fixed": self.args.fixed_writes}
+        for i in range(max(counts.values())):
             turn = i % len(servers)
-            for kind in ("models", "fixed"):
+            for kind in (k for k, n in counts.items() if i < n):
                 for server in servers[turn:] + servers[:turn]:
                     row = rows[server.name]
                     t0 = await (self.create(server) if kind == "models" else self.toggle(server, i))
@@ -367,7 +356,8 @@ class Bench:
         machine = (
             f"machine: {os.cpu_count()} cores (shared), python {sys.version.split()[0]}, node "
             f"{os.popen(f'{self.node} --version').read().strip()}; {self.args.workers} client "
-            f"worker processes; {self.args.latency_writes} spaced writes per event kind; burst "
+            f"worker processes; {self.args.latency_writes} spaced creates, "
+            f"{self.args.fixed_writes} spaced enable/disable; burst "
             f"of {self.args.burst} creates"
         )
         parts.print_summary(machine, self.rows, self.leave, self.logged, self.args.later)
@@ -376,7 +366,8 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="500,1000")
-    parser.add_argument("--latency-writes", type=int, default=50)
+    parser.add_argument("--latency-writes", type=int, default=50)  # creates (models grow)
+    parser.add_argument("--fixed-writes", type=int, default=150)  # toggles (fixed-size event)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--servers", default="fast,supported,node")
