@@ -97,14 +97,40 @@ class Row:
     clients: int
     models_last: list[float] = field(default_factory=list)  # ms, per write
     fixed_last: list[float] = field(default_factory=list)
-    burst_eps: float = 0.0
-    cpu_ms: float = 0.0
     peak_mib: float = 0.0
     missing: int = 0
-    burst_delivered: float = 1.0  # share of the burst's receipts that arrived
     drops: Counter[str] = field(default_factory=Counter)  # clients that lost their connection
-    clients_cpu_s: float = 0.0  # CPU seconds the client workers used in the burst
-    tcp: dict[str, int] = field(default_factory=dict)  # the kernel's TCP counters, burst's share
+    clients_cpu_s: float = 0.0  # CPU seconds the client workers used in the bursts
+    tcp: Counter[str] = field(default_factory=Counter)  # the kernel's TCP counters, bursts' share
+    bursts_eps: list[float] = field(default_factory=list)  # each burst's events/s
+    burst_s: float = 0.0  # the bursts' seconds, events, receipts lost and server CPU, summed
+    burst_events: int = 0
+    burst_lost: int = 0
+    burst_cpu_s: float = 0.0
+
+    def add_burst(self, events: int, seconds: float, lost: int, cpu_s: float) -> None:
+        """Add one burst of ``events`` that took ``seconds`` to reach every client."""
+        self.bursts_eps.append(events / seconds)
+        self.burst_s += seconds
+        self.burst_events += events
+        self.burst_lost += lost
+        self.burst_cpu_s += cpu_s
+
+    @property
+    def burst_eps(self) -> float:
+        """Events per second over all this row's bursts."""
+        return self.burst_events / self.burst_s if self.burst_s else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """The server's CPU milliseconds per event over all this row's bursts."""
+        return self.burst_cpu_s * 1000 / self.burst_events if self.burst_events else 0.0
+
+    @property
+    def burst_delivered(self) -> float:
+        """The share of the bursts' receipts that arrived."""
+        expected = self.clients * self.burst_events
+        return 1 - self.burst_lost / expected if expected else 1.0
 
 
 @dataclass
@@ -140,11 +166,14 @@ def format_row(row: Row) -> str:
         kernel = (
             f" | tcp resent {resent / 1000:.1f}k segments, memory pressure {pressure / 1000:.1f} s"
         )
+    each = ""
+    if len(row.bursts_eps) > 1:
+        each = " (" + " + ".join(f"{eps:.1f}" for eps in row.bursts_eps) + ")"
     return (
         f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
         f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "
         f"fixed p50 {statistics.median(row.fixed_last):7.1f} p99 "
-        f"{pct(row.fixed_last, 0.99):7.1f} | burst {row.burst_eps:6.1f} events/s | cpu "
+        f"{pct(row.fixed_last, 0.99):7.1f} | burst {row.burst_eps:6.1f} events/s{each} | cpu "
         f"{row.cpu_ms:7.2f} ms/event | peak rss {row.peak_mib:7.1f} MiB | burst's clients cpu "
         f"{row.clients_cpu_s:5.1f} s{kernel}{missing}"
     )

@@ -4,7 +4,9 @@ In one invocation, each server gets the same sequence of writes and the same cli
 servers are up at once, each with its own client workers; the spaced writes of the latency
 figures go to the servers in turn (which one goes first changes every round), so a change in
 the load of a shared machine meets every server alike. Bursts run one server at a time while
-the other servers' clients sit idle.
+the other servers' clients sit idle, ``--burst-rounds`` of them per server (default 2) in ABBA
+order: the server that bursts second was seen to use less CPU per event than the one before
+it, so each server goes first as often.
 
 - ``fast``: the daemon, ``SOCKETIO_FAST_PATH=on``; ``supported``: the daemon with ``off``
   (python-socketio's ``AsyncServer.emit``); ``node``: a stock Node socket.io 4.8 server
@@ -20,9 +22,10 @@ the other servers' clients sit idle.
 For each client count it prints, per server and as a ratio to Node's: last-client p50/p99 of
 both events (spaced writes, each delivered before the next: 50 creates, whose events grow
 as the burst's will, and 150 enables/disables, as the fixed event's p50 over 50 moved by up to
-10% between runs), events/s in a burst of
-back-to-back creates (until the last client has the last event), server CPU per event in the
-burst, peak RSS during the burst, and RSS after all clients left minus RSS before they came:
+10% between runs), events/s in bursts of
+back-to-back creates (until the last client has the last event; over all bursts, each burst's
+figure beside it), server CPU per event in the bursts, peak RSS during them, and RSS after
+all clients left minus RSS before they came:
 once every client is gone and the RSS held still for 2 s ("settled"), and again ``--later``
 seconds after they left (default 35: after the daemon's last follow-up heap trim, at 30 s).
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
@@ -41,7 +44,8 @@ Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node 
 client workers) before it exits.
 
 Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 50]
-       [--fixed-writes 150] [--burst 200] [--workers 4] [--servers fast,supported,node] [--later 35]
+       [--fixed-writes 150] [--burst 200] [--burst-rounds 2] [--workers 4]
+       [--servers fast,supported,node] [--later 35]
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class Bench:
     Each server has its own client workers. The spaced writes of the latency figures go to
     the servers in turn (the first one changing every round), so a change in the machine's
     load while the benchmark runs meets every server alike; the bursts run one server at a
-    time, while the other servers' clients sit idle.
+    time, in ABBA order, while the other servers' clients sit idle.
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -194,8 +198,9 @@ class Bench:
             connected = n
             rows = {server.name: Row(server.name, n) for server in servers}
             await self.latency(servers, rows)
-            for server in servers:
-                await self.burst(server, rows[server.name])
+            for r in range(self.args.burst_rounds):  # ABBA: each server bursts first as often
+                for server in servers[:: -1 if r % 2 else 1]:
+                    await self.burst(server, rows[server.name])
             for server in servers:
                 rows[server.name].drops, server.drops = server.drops, Counter()
                 self.rows.append(rows[server.name])
@@ -319,16 +324,14 @@ class Bench:
         final = server.seq
         got = await self.wait_all(server, final, timeout=120)
         cpu = cpu_of(server.ps) - cpu0
-        row.clients_cpu_s = sum(map(cpu_of, clients)) - clients_cpu0
-        row.tcp = {k: v - tcp0.get(k, 0) for k, v in parts.tcp_counters().items()}
+        row.clients_cpu_s += sum(map(cpu_of, clients)) - clients_cpu0
+        row.tcp.update({k: v - tcp0.get(k, 0) for k, v in parts.tcp_counters().items()})
         receipts = await self.collect(server)
         lost = sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
         row.missing += lost
-        row.burst_delivered = 1 - lost / (row.clients * self.args.burst)
         t_end = max(receipts.get(final, [time.monotonic_ns()]))
-        row.burst_eps = self.args.burst / ((t_end - t_start) / 1e9)
-        row.cpu_ms = cpu * 1000 / self.args.burst
-        row.peak_mib = parts.peak_rss(pid) / 2**20
+        row.add_burst(self.args.burst, (t_end - t_start) / 1e9, lost, cpu)
+        row.peak_mib = max(row.peak_mib, parts.peak_rss(pid) / 2**20)
         if got < row.clients:
             print(f"  ! {row.server}: last burst event reached {got}/{row.clients}", flush=True)
 
@@ -369,6 +372,7 @@ def main() -> None:
     parser.add_argument("--latency-writes", type=int, default=50)  # creates (models grow)
     parser.add_argument("--fixed-writes", type=int, default=150)  # toggles (fixed-size event)
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--burst-rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--servers", default="fast,supported,node")
     parser.add_argument("--later", type=float, default=35.0)
