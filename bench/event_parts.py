@@ -103,6 +103,7 @@ class Row:
     clients_cpu_s: float = 0.0  # CPU seconds the client workers used in the bursts
     tcp: Counter[str] = field(default_factory=Counter)  # the kernel's TCP counters, bursts' share
     bursts_eps: list[float] = field(default_factory=list)  # each burst's events/s
+    bursts_cpu_ms: list[float] = field(default_factory=list)  # each burst's server CPU/event
     burst_s: float = 0.0  # the bursts' seconds, events, receipts lost and server CPU, summed
     burst_events: int = 0
     burst_lost: int = 0
@@ -111,6 +112,7 @@ class Row:
     def add_burst(self, events: int, seconds: float, lost: int, cpu_s: float) -> None:
         """Add one burst of ``events`` that took ``seconds`` to reach every client."""
         self.bursts_eps.append(events / seconds)
+        self.bursts_cpu_ms.append(cpu_s * 1000 / events)
         self.burst_s += seconds
         self.burst_events += events
         self.burst_lost += lost
@@ -166,16 +168,17 @@ def format_row(row: Row) -> str:
         kernel = (
             f" | tcp resent {resent / 1000:.1f}k segments, memory pressure {pressure / 1000:.1f} s"
         )
-    each = ""
-    if len(row.bursts_eps) > 1:
-        each = " (" + " + ".join(f"{eps:.1f}" for eps in row.bursts_eps) + ")"
+    each_eps = each_cpu = ""
+    if len(row.bursts_eps) > 1:  # each burst's, in the order they ran
+        each_eps = " (" + ", ".join(f"{eps:.1f}" for eps in row.bursts_eps) + ")"
+        each_cpu = " (" + ", ".join(f"{ms:.1f}" for ms in row.bursts_cpu_ms) + ")"
     return (
         f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
         f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "
         f"fixed p50 {statistics.median(row.fixed_last):7.1f} p99 "
-        f"{pct(row.fixed_last, 0.99):7.1f} | burst {row.burst_eps:6.1f} events/s{each} | cpu "
-        f"{row.cpu_ms:7.2f} ms/event | peak rss {row.peak_mib:7.1f} MiB | burst's clients cpu "
-        f"{row.clients_cpu_s:5.1f} s{kernel}{missing}"
+        f"{pct(row.fixed_last, 0.99):7.1f} | burst {row.burst_eps:6.1f} events/s{each_eps} | "
+        f"cpu {row.cpu_ms:7.2f} ms/event{each_cpu} | peak rss {row.peak_mib:7.1f} MiB | "
+        f"burst's clients cpu {row.clients_cpu_s:5.1f} s{kernel}{missing}"
     )
 
 
@@ -219,6 +222,6 @@ def print_summary(
         events = ", ".join(f"{event} x{n}" for event, n in counts.most_common())
         print(f"{server:>9} daemon log (warnings, errors): {events or 'nothing'}")
     print(
-        "targets: last-client p50 <= node's; burst events/s >= node's; peak rss "
-        "(200-event burst, 1000 clients) <= 1.5x node's; rss after leaving within 30 MiB"
+        "targets: last-client p50 <= node's; burst events/s >= node's; peak rss (bursts of "
+        "200 events in all, 1000 clients) <= 1.5x node's; rss after leaving within 30 MiB"
     )

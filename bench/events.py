@@ -4,9 +4,10 @@ In one invocation, each server gets the same sequence of writes and the same cli
 servers are up at once, each with its own client workers; the spaced writes of the latency
 figures go to the servers in turn (which one goes first changes every round), so a change in
 the load of a shared machine meets every server alike. Bursts run one server at a time while
-the other servers' clients sit idle, ``--burst-rounds`` of them per server (default 2) in ABBA
-order: the server that bursts second was seen to use less CPU per event than the one before
-it, so each server goes first as often.
+the other servers' clients sit idle: the ``--burst`` creates of a client count are sent in
+``--burst-rounds`` bursts per server (default 2 of 100), in ABBA order. The server that
+bursts second was seen to use less CPU per event than the one before it: each server goes
+first as often, and each meets the same event sizes (its list grows by 100 per burst).
 
 - ``fast``: the daemon, ``SOCKETIO_FAST_PATH=on``; ``supported``: the daemon with ``off``
   (python-socketio's ``AsyncServer.emit``); ``node``: a stock Node socket.io 4.8 server
@@ -319,7 +320,8 @@ class Bench:
         clients_cpu0 = sum(map(cpu_of, clients))
         tcp0 = parts.tcp_counters()
         t_start = time.monotonic_ns()
-        for _ in range(self.args.burst):
+        events = self.args.burst // self.args.burst_rounds
+        for _ in range(events):
             await self.create(server)
         final = server.seq
         got = await self.wait_all(server, final, timeout=120)
@@ -330,7 +332,7 @@ class Bench:
         lost = sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
         row.missing += lost
         t_end = max(receipts.get(final, [time.monotonic_ns()]))
-        row.add_burst(self.args.burst, (t_end - t_start) / 1e9, lost, cpu)
+        row.add_burst(events, (t_end - t_start) / 1e9, lost, cpu)
         row.peak_mib = max(row.peak_mib, parts.peak_rss(pid) / 2**20)
         if got < row.clients:
             print(f"  ! {row.server}: last burst event reached {got}/{row.clients}", flush=True)
@@ -361,7 +363,7 @@ class Bench:
             f"{os.popen(f'{self.node} --version').read().strip()}; {self.args.workers} client "
             f"worker processes; {self.args.latency_writes} spaced creates, "
             f"{self.args.fixed_writes} spaced enable/disable; burst "
-            f"of {self.args.burst} creates"
+            f"of {self.args.burst} creates in {self.args.burst_rounds} bursts (ABBA)"
         )
         parts.print_summary(machine, self.rows, self.leave, self.logged, self.args.later)
 
