@@ -80,19 +80,10 @@ class FrameSender:
         if self.transport.is_closing():
             self.stop()
             return
-        try:
-            written = os.write(self.fd, frame)
-        except BlockingIOError:
-            written = 0
-        except OSError:  # reset or gone: the reader ends the connection
-            self.stop()
-            self.transport.abort()
-            return
-        if written < len(frame):
+        written = self._send(frame)
+        if written is not None and written < len(frame):
             self.queue.direct = None  # whatever comes next queues behind the rest
-            self.rest = memoryview(frame)[written:]
-            self._watch()
-            self.queue.set_buffered(len(self.rest))  # may drop the client (stop)
+            self._keep_rest(frame, written)
 
     def pump(self) -> None:
         """Write the rest, then queued packets, while the kernel takes them (16 at most)."""
@@ -104,7 +95,6 @@ class FrameSender:
         queue = self.queue
         queue.new_batch()
         frame: bytes | memoryview | None = self.rest
-        fd = self.fd
         while True:
             if frame is None and self.urgent:
                 frame = self.urgent.pop(0)
@@ -120,18 +110,11 @@ class FrameSender:
                     self._on_close()
                     return
                 frame = frame_of(pkt)
-            try:
-                written = os.write(fd, frame)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                self.stop()
-                self.transport.abort()
+            written = self._send(frame)
+            if written is None:
                 return
             if written < len(frame):
-                self.rest = memoryview(frame)[written:]
-                self._watch()
-                queue.set_buffered(len(self.rest))
+                self._keep_rest(frame, written)
                 return
             frame = None
         self.rest = None
@@ -141,6 +124,23 @@ class FrameSender:
         else:  # 16 packets written: the rest after other clients' turns
             self._watch()
         queue.set_buffered(0)
+
+    def _send(self, frame: bytes | memoryview) -> int | None:
+        """Write what the kernel takes of ``frame`` now; None once the socket failed."""
+        try:
+            return os.write(self.fd, frame)
+        except BlockingIOError:
+            return 0
+        except OSError:  # reset or gone: the reader ends the connection
+            self.stop()
+            self.transport.abort()
+            return None
+
+    def _keep_rest(self, frame: bytes | memoryview, written: int) -> None:
+        """Keep the unwritten part of ``frame`` (a view) and watch for room to write it."""
+        self.rest = memoryview(frame)[written:]
+        self._watch()
+        self.queue.set_buffered(len(self.rest))  # may drop the client (stop)
 
     def send_urgent(self, frame: bytes) -> None:
         """Write a ping or pong now if idle, else right after the frame being written."""
