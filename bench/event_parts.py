@@ -55,18 +55,6 @@ def tcp_counters() -> dict[str, int]:
     return counters
 
 
-async def settled_rss(proc: psutil.Process) -> int:
-    """Return the RSS once it held still for 2 s (buffers freed and trimmed), within 20 s."""
-    samples = [proc.memory_info().rss]
-    for _ in range(40):
-        await asyncio.sleep(0.5)
-        samples.append(proc.memory_info().rss)
-        recent = samples[-5:]
-        if len(recent) == 5 and max(recent) - min(recent) < 256 * 1024:
-            break
-    return samples[-1]
-
-
 def peak_rss_reset(pid: int) -> None:
     """Reset the kernel's peak-RSS mark of ``pid`` (Linux clear_refs 5), when allowed."""
     with contextlib.suppress(OSError):

@@ -4,10 +4,10 @@ In one invocation, each server gets the same sequence of writes and the same cli
 servers are up at once, each with its own client workers; the spaced writes of the latency
 figures go to the servers in turn (which one goes first changes every round), so a change in
 the load of a shared machine meets every server alike. Bursts run one server at a time while
-the other servers' clients sit idle: after an unmeasured ``--warmup`` burst per server (20
-creates; the first burst after the spaced writes costs more CPU, whoever sends it), the
-``--burst`` creates of a client count go in ``--burst-rounds`` bursts per server (2 of 100),
-in ABBA order, so each server goes first as often and meets the same event sizes.
+the other servers' clients sit idle: the ``--burst`` creates of a client count are sent in
+``--burst-rounds`` bursts per server (default 2 of 100), in ABBA order. The server that
+bursts second was seen to use less CPU per event than the one before it: each server goes
+first as often, and each meets the same event sizes (its list grows by 100 per burst).
 
 - ``fast``: the daemon, ``SOCKETIO_FAST_PATH=on``; ``supported``: the daemon with ``off``
   (python-socketio's ``AsyncServer.emit``); ``node``: a stock Node socket.io 4.8 server
@@ -45,7 +45,7 @@ Interrupted (Ctrl-C or SIGTERM), it ends every process it started (daemon, Node 
 client workers) before it exits.
 
 Usage: .venv/bin/python bench/events.py [--clients 500,1000] [--latency-writes 50]
-       [--fixed-writes 150] [--warmup 20] [--burst 200] [--burst-rounds 2] [--workers 4]
+       [--fixed-writes 150] [--burst 200] [--burst-rounds 2] [--workers 4]
        [--servers fast,supported,node] [--later 35]
 """
 
@@ -199,8 +199,6 @@ class Bench:
             connected = n
             rows = {server.name: Row(server.name, n) for server in servers}
             await self.latency(servers, rows)
-            for server in servers:
-                await self.warm_up(server)
             for r in range(self.args.burst_rounds):  # ABBA: each server bursts first as often
                 for server in servers[:: -1 if r % 2 else 1]:
                     await self.burst(server, rows[server.name])
@@ -213,7 +211,7 @@ class Bench:
             server.left_at = time.monotonic()
             if server.name != "node":
                 await self.wait_all_gone(server)
-            settled = (await parts.settled_rss(server.ps) - server.rss_before) / 2**20
+            settled = (await self.settled_rss(server.ps) - server.rss_before) / 2**20
             self.leave[server.name] = (settled, None)
         if self.args.later > 0:
             for server in servers:
@@ -311,16 +309,6 @@ class Bench:
                         ms = (max(times) - t0) / 1e6
                         (row.models_last if kind == "models" else row.fixed_last).append(ms)
 
-    async def warm_up(self, server: Server) -> None:
-        """An unmeasured burst of ``--warmup`` creates before the measured ones.
-
-        At 1000 clients the first burst after the spaced writes used up to 1.5x the CPU per
-        event of the next one, whichever server sent it: the kernel's TCP memory grows again.
-        """
-        for _ in range(self.args.warmup):
-            await self.create(server)
-        await self.wait_all(server, server.seq, timeout=120)
-
     async def burst(self, server: Server, row: Row) -> None:
         await self.collect(server)
         server.seq = await self.last_seq(server)
@@ -358,13 +346,24 @@ class Bench:
                     return
             await asyncio.sleep(0.1)
 
+    async def settled_rss(self, proc: psutil.Process) -> int:
+        """Return the RSS once it held still for 2 s (buffers freed and trimmed), within 20 s."""
+        samples = [proc.memory_info().rss]
+        for _ in range(40):
+            await asyncio.sleep(0.5)
+            samples.append(proc.memory_info().rss)
+            recent = samples[-5:]
+            if len(recent) == 5 and max(recent) - min(recent) < 256 * 1024:
+                break
+        return samples[-1]
+
     def summary(self) -> None:
         machine = (
             f"machine: {os.cpu_count()} cores (shared), python {sys.version.split()[0]}, node "
             f"{os.popen(f'{self.node} --version').read().strip()}; {self.args.workers} client "
             f"worker processes; {self.args.latency_writes} spaced creates, "
-            f"{self.args.fixed_writes} spaced enable/disable; {self.args.burst} creates in "
-            f"{self.args.burst_rounds} bursts (ABBA) after {self.args.warmup} unmeasured"
+            f"{self.args.fixed_writes} spaced enable/disable; burst "
+            f"of {self.args.burst} creates in {self.args.burst_rounds} bursts (ABBA)"
         )
         parts.print_summary(machine, self.rows, self.leave, self.logged, self.args.later)
 
@@ -376,7 +375,6 @@ def main() -> None:
     parser.add_argument("--fixed-writes", type=int, default=150)  # toggles (fixed-size event)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--burst-rounds", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=20)  # unmeasured creates before them
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--servers", default="fast,supported,node")
     parser.add_argument("--later", type=float, default=35.0)
