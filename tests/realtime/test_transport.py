@@ -152,7 +152,7 @@ async def test_an_idle_sender_writes_at_once_and_queues_behind_a_half_written_fr
         big = event(BIG)
         queue.put_nowait(big)  # the kernel takes part of it
         assert queue.direct is None and sender.watch is not None
-        watched = sender.watch.fileno()
+        watched = sender.watch
         assert sender.rest is not None and sender.rest.obj is big.frame  # a view, no copy
         assert sender.transport.get_write_buffer_size() == 0
         assert queue.pending == len(sender.rest)  # it counts for the client's cap
