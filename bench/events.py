@@ -5,9 +5,9 @@ servers are up at once, each with its own client workers; the spaced writes of t
 figures go to the servers in turn (which one goes first changes every round), so a change in
 the load of a shared machine meets every server alike. Bursts run one server at a time while
 the other servers' clients sit idle: the ``--burst`` creates of a client count are sent in
-``--burst-rounds`` bursts per server (default 2 of 100), in ABBA order. The server that
-bursts second was seen to use less CPU per event than the one before it: each server goes
-first as often, and each meets the same event sizes (its list grows by 100 per burst).
+``--burst-rounds`` bursts per server (default 2 of 100), in ABBA order, so each server goes
+first as often and each meets the same event sizes (its list grows by 100 per burst). One
+burst per server, the daemon's always first, left the order's effect in every ratio.
 
 - ``fast``: the daemon, ``SOCKETIO_FAST_PATH=on``; ``supported``: the daemon with ``off``
   (python-socketio's ``AsyncServer.emit``); ``node``: a stock Node socket.io 4.8 server
@@ -23,10 +23,9 @@ first as often, and each meets the same event sizes (its list grows by 100 per b
 For each client count it prints, per server and as a ratio to Node's: last-client p50/p99 of
 both events (spaced writes, each delivered before the next: 50 creates, whose events grow
 as the burst's will, and 150 enables/disables, as the fixed event's p50 over 50 moved by up to
-10% between runs), events/s in bursts of
-back-to-back creates (until the last client has the last event; over all bursts, each burst's
-figure beside it), server CPU per event in the bursts, peak RSS during them, and RSS after
-all clients left minus RSS before they came:
+10% between runs), events/s in bursts of back-to-back creates (until the last client has
+the last event; over all bursts, each burst's figure beside it), server CPU per event in the
+bursts, peak RSS during them, and RSS after all clients left minus RSS before they came:
 once every client is gone and the RSS held still for 2 s ("settled"), and again ``--later``
 seconds after they left (default 35: after the daemon's last follow-up heap trim, at 30 s).
 It asserts nothing about timing. The machine may be shared: CPU per event is the stable figure.
@@ -381,6 +380,8 @@ def main() -> None:
     args = parser.parse_args()
     args.clients = sorted(int(c) for c in args.clients.split(","))
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if not 1 <= args.burst_rounds <= args.burst:
+        parser.error("--burst-rounds must be between 1 and --burst")
     bench = Bench(args)
     try:
         asyncio.run(bench.run())

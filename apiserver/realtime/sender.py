@@ -27,8 +27,8 @@ asyncio lets no one but the transport watch the transport's own file descriptor
 (``add_writer`` refuses it), so the watch is on a duplicate, made while the client is behind
 and closed when it caught up or the connection ends (``stop``): the socket closes only
 when its last descriptor does. The duplicate is a bare descriptor, not a socket object:
-at 1000 clients nearly every client falls behind on every big event, and asyncio formats a
-socket object's repr (a getsockname call) twice per add/remove, which tripled their cost.
+asyncio formats a socket object's repr (a getsockname call) while looking it up, which made
+one watch cycle (duplicate, add, remove, close) cost 15 µs instead of 7.
 """
 
 from __future__ import annotations
