@@ -89,6 +89,16 @@ class Worker:
         return answer
 
 
+@dataclass(frozen=True)
+class Burst:
+    """One burst of ``events``: until every client had the last, receipts lost, server CPU."""
+
+    events: int
+    seconds: float
+    lost: int
+    cpu_s: float
+
+
 @dataclass
 class Row:
     """The figures of one server at one client count."""
@@ -102,37 +112,25 @@ class Row:
     drops: Counter[str] = field(default_factory=Counter)  # clients that lost their connection
     clients_cpu_s: float = 0.0  # CPU seconds the client workers used in the bursts
     tcp: Counter[str] = field(default_factory=Counter)  # the kernel's TCP counters, bursts' share
-    bursts_eps: list[float] = field(default_factory=list)  # each burst's events/s
-    bursts_cpu_ms: list[float] = field(default_factory=list)  # each burst's server CPU/event
-    burst_s: float = 0.0  # the bursts' seconds, events, receipts lost and server CPU, summed
-    burst_events: int = 0
-    burst_lost: int = 0
-    burst_cpu_s: float = 0.0
-
-    def add_burst(self, events: int, seconds: float, lost: int, cpu_s: float) -> None:
-        """Add one burst of ``events`` that took ``seconds`` to reach every client."""
-        self.bursts_eps.append(events / seconds)
-        self.bursts_cpu_ms.append(cpu_s * 1000 / events)
-        self.burst_s += seconds
-        self.burst_events += events
-        self.burst_lost += lost
-        self.burst_cpu_s += cpu_s
+    bursts: list[Burst] = field(default_factory=list)  # in the order they ran
 
     @property
     def burst_eps(self) -> float:
         """Events per second over all this row's bursts."""
-        return self.burst_events / self.burst_s if self.burst_s else 0.0
+        seconds = sum(b.seconds for b in self.bursts)
+        return sum(b.events for b in self.bursts) / seconds if seconds else 0.0
 
     @property
     def cpu_ms(self) -> float:
         """The server's CPU milliseconds per event over all this row's bursts."""
-        return self.burst_cpu_s * 1000 / self.burst_events if self.burst_events else 0.0
+        events = sum(b.events for b in self.bursts)
+        return sum(b.cpu_s for b in self.bursts) * 1000 / events if events else 0.0
 
     @property
     def burst_delivered(self) -> float:
         """The share of the bursts' receipts that arrived."""
-        expected = self.clients * self.burst_events
-        return 1 - self.burst_lost / expected if expected else 1.0
+        expected = self.clients * sum(b.events for b in self.bursts)
+        return 1 - sum(b.lost for b in self.bursts) / expected if expected else 1.0
 
 
 @dataclass
@@ -169,9 +167,9 @@ def format_row(row: Row) -> str:
             f" | tcp resent {resent / 1000:.1f}k segments, memory pressure {pressure / 1000:.1f} s"
         )
     each_eps = each_cpu = ""
-    if len(row.bursts_eps) > 1:  # each burst's, in the order they ran
-        each_eps = " (" + ", ".join(f"{eps:.1f}" for eps in row.bursts_eps) + ")"
-        each_cpu = " (" + ", ".join(f"{ms:.1f}" for ms in row.bursts_cpu_ms) + ")"
+    if len(row.bursts) > 1:  # each burst's, in the order they ran
+        each_eps = " (" + ", ".join(f"{b.events / b.seconds:.1f}" for b in row.bursts) + ")"
+        each_cpu = " (" + ", ".join(f"{b.cpu_s * 1000 / b.events:.1f}" for b in row.bursts) + ")"
     return (
         f"{row.server:>9} {row.clients:>5} clients | last client ms: models p50 "
         f"{statistics.median(row.models_last):7.1f} p99 {pct(row.models_last, 0.99):7.1f}, "

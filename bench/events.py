@@ -331,7 +331,7 @@ class Bench:
         lost = sum(row.clients - len(receipts.get(s, [])) for s in range(first, final + 1))
         row.missing += lost
         t_end = max(receipts.get(final, [time.monotonic_ns()]))
-        row.add_burst(events, (t_end - t_start) / 1e9, lost, cpu)
+        row.bursts.append(parts.Burst(events, (t_end - t_start) / 1e9, lost, cpu))
         row.peak_mib = max(row.peak_mib, parts.peak_rss(pid) / 2**20)
         if got < row.clients:
             print(f"  ! {row.server}: last burst event reached {got}/{row.clients}", flush=True)

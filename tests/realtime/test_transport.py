@@ -219,6 +219,19 @@ async def test_nothing_is_written_once_the_transport_closes() -> None:
         assert peer.frames() == []
 
 
+async def test_a_ping_for_a_closing_transport_is_not_watched_for() -> None:
+    # Not idle (forgotten) and not watching: a ping would start a watch on a duplicate of the
+    # descriptor, which the closing transport may already have given up to another file.
+    async with sender_pair() as (sender, queue, peer):
+        sender.start()
+        queue.forget()
+        sender.transport.close()
+        sender.send_urgent(b"ping")
+        assert sender.stopped and sender.watch is None
+        peer.read_available()
+        assert peer.frames() == []
+
+
 async def test_a_connection_reset_stops_the_sender() -> None:
     async with sender_pair() as (sender, queue, peer):
         sender.start()
