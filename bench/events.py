@@ -380,8 +380,8 @@ def main() -> None:
     args = parser.parse_args()
     args.clients = sorted(int(c) for c in args.clients.split(","))
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if not 1 <= args.burst_rounds <= args.burst:
-        parser.error("--burst-rounds must be between 1 and --burst")
+    if args.burst_rounds < 1 or args.burst % args.burst_rounds:
+        parser.error("--burst must be a multiple of --burst-rounds (1 or more)")
     bench = Bench(args)
     try:
         asyncio.run(bench.run())
