@@ -58,6 +58,8 @@ class DatabaseThread:
         self._done: list[_Done] = []
         self._done_lock = threading.Lock()
         self._delivery_scheduled = False
+        # Jobs submitted whose results the loop has not taken yet (loop thread only).
+        self._in_flight = 0
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         if self._thread is None:
@@ -82,8 +84,18 @@ class DatabaseThread:
         """
         loop = self._ensure_started()
         fut: asyncio.Future[T] = loop.create_future()
+        self._in_flight += 1
         self._jobs.put((fn, fut, on_done))
         return fut
+
+    @property
+    def idle(self) -> bool:
+        """True when no job is queued or running and the loop has taken every result.
+
+        Read on the loop thread, the only one that submits: while it stays true, the thread
+        touches nothing its jobs use (it is waiting for a job, or about to).
+        """
+        return self._in_flight == 0
 
     async def stop(self) -> None:
         """Finish queued jobs, then end the thread."""
@@ -148,6 +160,7 @@ class DatabaseThread:
         with self._done_lock:
             done, self._done = self._done, []
             self._delivery_scheduled = False
+        self._in_flight -= len(done)
         for fut, value, exc, on_done in done:
             if on_done is not None:
                 on_done()
