@@ -234,22 +234,14 @@ class Store:
         returned future.
         """
         job = WriteJob(fn, self._write_alone, then=then, single_statement=single_statement)
-        if single_statement and self._may_write_here():
+        if single_statement and self._conn is not None and self._thread.idle:
             here = self._write_here(job)
             if here is not None:
                 return here
         return self._thread.submit(job, self._written)
 
-    def _may_write_here(self) -> bool:
-        """True when a write may run on the loop: store thread idle, no checkpoint to finish."""
-        return (
-            self._conn is not None
-            and self._thread.idle
-            and not (self._checkpointer is not None and self._checkpointer.wants_finish())
-        )
-
     def _write_here(self, job: WriteJob) -> asyncio.Future[Any] | None:
-        """Run a one-statement write on the event loop; None when another process holds the lock.
+        """Run a one-statement write on the event loop; None if it must go to the store thread.
 
         On the store thread, an idle daemon's write waited for two wake-ups of sleeping threads
         (about 0.25 of its 0.4 ms on an idle machine). With that thread idle nothing else uses
@@ -257,14 +249,15 @@ class Store:
         ``synchronous=NORMAL``, checkpoints on their own thread) is short enough for the loop.
         It never waits there for a lock: with no busy timeout, a database locked by another
         connection (a child writing history, a RESTART checkpoint) fails the statement at
-        once, having written nothing, and the write goes to the store thread, which waits.
+        once, having written nothing, and the write goes to the store thread, which waits; so
+        does a write before which a checkpoint is to be completed (``before_write``).
         """
         conn = self._require()
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._identity_batch = -1  # check the file before this write too (before_write)
-        self._here = True
-        conn.execute("PRAGMA busy_timeout = 0")
         try:
+            self._here = True
+            conn.execute("PRAGMA busy_timeout = 0")
             done.set_result(self._write_alone(job))
         except _LockedHere:
             return None
@@ -277,7 +270,7 @@ class Store:
         return done
 
     def _write_alone(self, job: WriteJob) -> Any:
-        """Run one queued write in a transaction of its own (store thread)."""
+        """Run one write in a transaction of its own (store thread, or loop: ``_write_here``)."""
         value = self.write_sync(job.fn, single_statement=job.single_statement)
         return value if job.then is None else job.then(self._require(), value)
 
@@ -345,6 +338,8 @@ class Store:
             self.fault = problem
             raise StorageUnavailable(problem + "; nothing was written")
         if self._checkpointer is not None and self._checkpointer.wants_finish():
+            if self._here:  # a checkpoint's copy and fsync: on the store thread, not the loop
+                raise _LockedHere
             self._checkpointer.finish_on(conn)
 
     def write_failed(self, exc: BaseException) -> BaseException:
@@ -376,7 +371,7 @@ class Store:
 
 
 class _LockedHere(Exception):
-    """A write tried on the event loop met a database locked by another connection."""
+    """A write tried on the event loop must wait (a lock held elsewhere, a checkpoint due)."""
 
 
 def _is_busy(exc: BaseException) -> bool:

@@ -90,7 +90,7 @@ class DatabaseThread:
 
     @property
     def idle(self) -> bool:
-        """True when no job is queued or running and the loop has taken every result.
+        """True when no job is queued or running and the tasks awaiting results have resumed.
 
         Read on the loop thread, the only one that submits: while it stays true, the thread
         touches nothing its jobs use (it is waiting for a job, or about to).
@@ -160,16 +160,24 @@ class DatabaseThread:
         with self._done_lock:
             done, self._done = self._done, []
             self._delivery_scheduled = False
-        self._in_flight -= len(done)
-        for fut, value, exc, on_done in done:
-            if on_done is not None:
-                on_done()
-            if fut.cancelled():
-                continue
-            if exc is None:
-                fut.set_result(value)
-            else:
-                fut.set_exception(exc)
+        try:
+            for fut, value, exc, on_done in done:
+                if on_done is not None:
+                    on_done()
+                if fut.cancelled():
+                    continue
+                if exc is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(exc)
+        finally:
+            # Idle only once the tasks awaiting these results have resumed (``set_result``
+            # scheduled them, before this): a write made in between must not overtake theirs.
+            assert self._loop is not None  # noqa: S101 - set when the thread started
+            self._loop.call_soon(self._settled, len(done))
+
+    def _settled(self, results: int) -> None:
+        self._in_flight -= results
 
 
 def run_one(fn: Callable[[], Any]) -> Outcome:

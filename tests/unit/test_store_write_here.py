@@ -52,6 +52,7 @@ def kept(hooks: list[Any]) -> Any:
 
 async def test_an_idle_stores_write_runs_on_the_loop_and_is_committed(store: Store) -> None:
     listed = await store.read_cached(("models",), model_rows.list_models)
+    await asyncio.sleep(0)  # idle once the read's hand-over is over (the next loop step)
     commits = store.commits
     where: list[str] = []
     hooks: list[Any] = []
@@ -95,6 +96,7 @@ async def test_a_lock_held_elsewhere_sends_the_write_to_the_store_thread(store: 
         # timeout); the store thread waits for it while the loop goes on (it runs this test).
         assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
         assert where == [threading.main_thread().name]
+        assert store.fault is None  # a lock to wait for is no storage fault
         assert not write.done()
         assert await asyncio.to_thread(on_thread.wait, 5), "the store thread never tried it"
         assert not write.done()
@@ -111,6 +113,7 @@ async def test_a_lock_held_elsewhere_sends_the_write_to_the_store_thread(store: 
 
 async def test_a_failing_write_on_the_loop_reports_its_own_error(store: Store) -> None:
     await store.write(create("taken"))
+    await asyncio.sleep(0)  # idle once the write's hand-over is over (the next loop step)
     commits = store.commits
     where: list[str] = []
     failed = store.write_then(recorded(where, create("taken")), kept([]), single_statement=True)
@@ -121,3 +124,39 @@ async def test_a_failing_write_on_the_loop_reports_its_own_error(store: Store) -
     # Nothing is left open: the next write commits.
     await store.write_then(create("next"), kept([]), single_statement=True)
     assert ids_seen_by_another_connection(store.path) == {"taken", "next"}
+
+
+async def test_a_write_made_before_an_earlier_writes_caller_resumed_does_not_overtake_it(
+    store: Store,
+) -> None:
+    second: list[asyncio.Future[Any]] = []
+    where: list[str] = []
+    async with HeldThread(store):
+        first = store.write_then(create("first"), kept([]), single_statement=True)
+        # Called as the first result is handed over, before the task awaiting it resumes: the
+        # place of another request's handler step that writes.
+        first.add_done_callback(
+            lambda _done: second.append(
+                store.write_then(recorded(where, create("second")), kept([]), single_statement=True)
+            )
+        )
+
+        async def first_caller() -> bool:
+            await first
+            return second[0].done()  # the second write's caller could go on (and publish)
+
+        caller = asyncio.ensure_future(first_caller())
+    assert await caller is False
+    await second[0]
+    assert where == ["store"]
+
+
+async def test_a_write_before_which_a_checkpoint_is_due_goes_to_the_store_thread(
+    store: Store,
+) -> None:
+    assert store.checkpointer is not None
+    store.checkpointer.finish_wanted = True  # as the checkpointer sets it for a long WAL
+    where: list[str] = []
+    await store.write_then(recorded(where, create("later")), kept([]), single_statement=True)
+    assert where == ["store"]
+    assert ids_seen_by_another_connection(store.path) == {"later"}
