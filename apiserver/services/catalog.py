@@ -69,7 +69,7 @@ class ProviderService:
     def __init__(self, store: Store, events: EventPublisher) -> None:
         self._store = store
         self._events = events
-        # The provider list as of the latest committed write, kept by the writing thread in
+        # The provider list as of the latest committed write, kept by the store thread in
         # commit order (``then`` hooks, see Store.write_then): an enable/disable changes one
         # row of it instead of reading the list again. Only this service writes providers.
         self._listing: list[Row] | None = None
@@ -267,7 +267,7 @@ class ModelService:
     def __init__(self, store: Store, events: EventPublisher) -> None:
         self._store = store
         self._events = events
-        # The full model list as of the latest committed write, kept by the writing thread (in
+        # The full model list as of the latest committed write, kept by the store thread (in
         # commit order, see Store.write_then) instead of re-reading every model in every write:
         # that re-read was most of a write's database time once there are dozens of models.
         # Only this service writes the models table.

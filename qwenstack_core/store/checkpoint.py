@@ -67,7 +67,7 @@ class Checkpointer:
         self._thread.start()
 
     def committed(self) -> None:
-        """Count one commit (writer's thread); wake the checkpointer every ``CHECKPOINT_EVERY``."""
+        """Count one commit (store thread); wake the checkpointer every ``CHECKPOINT_EVERY``."""
         self._commits += 1
         self._since_finish += 1
         if self._commits >= CHECKPOINT_EVERY:

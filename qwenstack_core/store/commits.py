@@ -44,7 +44,7 @@ class WriteHost(Protocol):
 
 
 class WriteJob:
-    """One write for the store thread (or the loop: Store._write_here); alone, one transaction."""
+    """One write queued for the store thread; called alone, it is a transaction of its own."""
 
     __slots__ = ("fn", "then", "single_statement", "_alone")
 

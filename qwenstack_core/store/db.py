@@ -86,12 +86,12 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class Store:
-    """Run database calls on one worker thread, off the event loop (but see ``_write_here``).
+    """Run every database call on one worker thread, off the event loop.
 
-    ``read`` and ``write`` take a function of a connection, as repositories here are. A write
-    runs inside ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back whole on any error, so nothing is
-    half-written; writes queued together share one transaction, each rolled back alone when
-    it fails (commits.py).
+    ``read`` and ``write`` take a function of a connection; repositories in this package are
+    such functions. A write runs inside ``BEGIN IMMEDIATE`` … ``COMMIT`` and is rolled back
+    whole on any error, so nothing is half-written; writes queued together share one
+    transaction, each rolled back alone when it fails (commits.py).
     """
 
     def __init__(
@@ -120,7 +120,6 @@ class Store:
         self._identity: tuple[int, int] | None = None
         self._identity_batch = -1  # the store thread's batch the identity was last checked in
         self._identity_fault: str | None = None
-        self._here = False  # a write runs on the event loop (``_write_here``)
         self.fault: str | None = None  # the last storage fault, until a write succeeds
         self.migrated_from = 0
         self.commits = 0  # write transactions committed (diagnostics and tests)
@@ -229,48 +228,13 @@ class Store:
         Writes queued together commit together and their ``then`` run after that COMMIT, so
         the connection a ``then`` gets shows the later writes of its group too: read what a
         hook needs in ``fn`` instead.
-        ``single_statement``: see ``write_sync``; such a write runs at once on the calling
-        thread (the event loop) when the store thread is idle (``_write_here``). Await the
-        returned future.
+        ``single_statement``: see ``write_sync``. Await the returned future.
         """
         job = WriteJob(fn, self._write_alone, then=then, single_statement=single_statement)
-        if single_statement and self._conn is not None and self._thread.idle:
-            here = self._write_here(job)
-            if here is not None:
-                return here
         return self._thread.submit(job, self._written)
 
-    def _write_here(self, job: WriteJob) -> asyncio.Future[Any] | None:
-        """Run a one-statement write on the event loop; None if it must go to the store thread.
-
-        On the store thread, an idle daemon's write waited for two wake-ups of sleeping threads
-        (about 0.25 of its 0.4 ms on an idle machine). With that thread idle nothing else uses
-        the connection, and one statement (a few pages appended to the WAL, no fsync with
-        ``synchronous=NORMAL``, checkpoints on their own thread) is short enough for the loop.
-        It never waits there for a lock: with no busy timeout, a database locked by another
-        connection (a child writing history, a RESTART checkpoint) fails the statement at
-        once, having written nothing, and the write goes to the store thread, which waits; so
-        does a write before which a checkpoint is to be completed (``before_write``).
-        """
-        conn = self._require()
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._identity_batch = -1  # check the file before this write too (before_write)
-        try:
-            self._here = True
-            conn.execute("PRAGMA busy_timeout = 0")
-            done.set_result(self._write_alone(job))
-        except _LockedHere:
-            return None
-        except Exception as exc:
-            done.set_exception(exc)
-        finally:
-            self._here = False
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._written()
-        return done
-
     def _write_alone(self, job: WriteJob) -> Any:
-        """Run one write in a transaction of its own (store thread, or loop: ``_write_here``)."""
+        """Run one queued write in a transaction of its own (store thread)."""
         value = self.write_sync(job.fn, single_statement=job.single_statement)
         return value if job.then is None else job.then(self._require(), value)
 
@@ -299,7 +263,7 @@ class Store:
     def write_sync(
         self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False
     ) -> T:
-        """Run ``fn(conn)`` in one transaction on the calling thread (the store thread's).
+        """Run ``fn(conn)`` in one transaction on the calling thread (store thread only).
 
         With ``single_statement`` the caller promises that ``fn`` executes exactly one SQL
         statement: SQLite makes a single statement atomic by itself (its own transaction, with
@@ -319,8 +283,7 @@ class Store:
         self.committed()
         return result
 
-    # What a group of writes needs (commits.WriteHost): on the store thread, or on the loop
-    # while that thread is idle (``_write_here``).
+    # What a group of writes needs (commits.WriteHost); store thread only.
 
     def write_connection(self) -> sqlite3.Connection:
         return self._require()
@@ -338,14 +301,10 @@ class Store:
             self.fault = problem
             raise StorageUnavailable(problem + "; nothing was written")
         if self._checkpointer is not None and self._checkpointer.wants_finish():
-            if self._here:  # a checkpoint's copy and fsync: on the store thread, not the loop
-                raise _LockedHere
             self._checkpointer.finish_on(conn)
 
     def write_failed(self, exc: BaseException) -> BaseException:
         """Return what the caller of a failed write gets: storage faults become a sentence."""
-        if self._here and _is_busy(exc):  # tried on the loop: the store thread will wait
-            return _LockedHere()
         if isinstance(exc, sqlite3.Error):
             fault = storage_fault(exc, self.path)
             if fault is not None:
@@ -368,15 +327,6 @@ class Store:
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await self._thread.run(fn)
-
-
-class _LockedHere(Exception):
-    """A write tried on the event loop must wait (a lock held elsewhere, a checkpoint due)."""
-
-
-def _is_busy(exc: BaseException) -> bool:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return isinstance(exc, sqlite3.OperationalError) and name.startswith("SQLITE_BUSY")
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -58,8 +58,6 @@ class DatabaseThread:
         self._done: list[_Done] = []
         self._done_lock = threading.Lock()
         self._delivery_scheduled = False
-        # Jobs submitted whose results the loop has not taken yet (loop thread only).
-        self._in_flight = 0
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         if self._thread is None:
@@ -84,18 +82,8 @@ class DatabaseThread:
         """
         loop = self._ensure_started()
         fut: asyncio.Future[T] = loop.create_future()
-        self._in_flight += 1
         self._jobs.put((fn, fut, on_done))
         return fut
-
-    @property
-    def idle(self) -> bool:
-        """True when no job is queued or running and the tasks awaiting results have resumed.
-
-        Read on the loop thread, the only one that submits: while it stays true, the thread
-        touches nothing its jobs use (it is waiting for a job, or about to).
-        """
-        return self._in_flight == 0
 
     async def stop(self) -> None:
         """Finish queued jobs, then end the thread."""
@@ -160,24 +148,15 @@ class DatabaseThread:
         with self._done_lock:
             done, self._done = self._done, []
             self._delivery_scheduled = False
-        try:
-            for fut, value, exc, on_done in done:
-                if on_done is not None:
-                    on_done()
-                if fut.cancelled():
-                    continue
-                if exc is None:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(exc)
-        finally:
-            # Idle only once the tasks awaiting these results have resumed (``set_result``
-            # scheduled them, before this): a write made in between must not overtake theirs.
-            assert self._loop is not None  # noqa: S101 - set when the thread started
-            self._loop.call_soon(self._settled, len(done))
-
-    def _settled(self, results: int) -> None:
-        self._in_flight -= results
+        for fut, value, exc, on_done in done:
+            if on_done is not None:
+                on_done()
+            if fut.cancelled():
+                continue
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
 
 
 def run_one(fn: Callable[[], Any]) -> Outcome:
